@@ -1,0 +1,138 @@
+//! The simulator's own control endpoints for tests and demos:
+//! `GET /sim/stats`, `POST /sim/config` (partial knobs) and `POST /sim/die`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::control::{SimControl, SimStats};
+use crate::errors::bad_request;
+
+/// `GET /sim/stats`
+pub(crate) async fn stats(State(control): State<Arc<SimControl>>) -> Json<SimStats> {
+    Json(control.stats())
+}
+
+/// `POST /sim/config`: applies a partial JSON of knobs (all or nothing) and returns the stats.
+pub(crate) async fn config(State(control): State<Arc<SimControl>>, body: Bytes) -> Response {
+    let patch = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(obj)) => Patch::parse(&obj),
+        Ok(_) => Err("The body must be a JSON object of knobs.".to_string()),
+        Err(e) => Err(format!("Invalid JSON body: {e}")),
+    };
+    match patch {
+        Ok(patch) => {
+            patch.apply(&control);
+            Json(control.stats()).into_response()
+        }
+        Err(message) => bad_request(message),
+    }
+}
+
+/// `POST /sim/die`: exits the process with code 1 in binary mode; in library mode it kills the
+/// server like [`crate::SimHandle::kill`] (the connections drop, likely before this answer).
+pub(crate) async fn die(State(control): State<Arc<SimControl>>) -> Json<Value> {
+    if control.exit_on_die() {
+        std::process::exit(1);
+    }
+    control.die.notify_waiters();
+    Json(json!({"dying": true}))
+}
+
+/// A validated set of knob changes.
+#[derive(Debug, Default)]
+struct Patch {
+    status: Option<Option<u16>>,
+    hang: Option<bool>,
+    fail_rate: Option<f64>,
+    ttft_ms: Option<u64>,
+    tpot_ms: Option<u64>,
+    output_tokens: Option<u32>,
+    health_status: Option<u16>,
+    sleeping: Option<bool>,
+}
+
+fn as_bool(key: &str, v: &Value) -> Result<bool, String> {
+    v.as_bool()
+        .ok_or_else(|| format!("`{key}` must be a boolean."))
+}
+
+fn as_u64(key: &str, v: &Value) -> Result<u64, String> {
+    v.as_u64()
+        .ok_or_else(|| format!("`{key}` must be a non-negative integer."))
+}
+
+fn as_status(key: &str, v: &Value) -> Result<u16, String> {
+    match v.as_u64() {
+        Some(code @ 100..=599) => Ok(code as u16),
+        _ => Err(format!(
+            "`{key}` must be an HTTP status between 100 and 599."
+        )),
+    }
+}
+
+impl Patch {
+    fn parse(obj: &Map<String, Value>) -> Result<Self, String> {
+        let mut p = Patch::default();
+        for (key, v) in obj {
+            let k = key.as_str();
+            match k {
+                "status" if v.is_null() => p.status = Some(None),
+                "status" => p.status = Some(Some(as_status(k, v)?)),
+                "hang" => p.hang = Some(as_bool(k, v)?),
+                "fail_rate" => match v.as_f64() {
+                    Some(r) if (0.0..=1.0).contains(&r) => p.fail_rate = Some(r),
+                    _ => return Err("`fail_rate` must be a number in 0..=1.".to_string()),
+                },
+                "ttft_ms" => p.ttft_ms = Some(as_u64(k, v)?),
+                "tpot_ms" => p.tpot_ms = Some(as_u64(k, v)?),
+                "output_tokens" => {
+                    let n = as_u64(k, v)?;
+                    p.output_tokens =
+                        Some(u32::try_from(n).map_err(|_| "`output_tokens` is too large.")?);
+                }
+                "health_status" => p.health_status = Some(as_status(k, v)?),
+                "sleeping" => p.sleeping = Some(as_bool(k, v)?),
+                other => {
+                    return Err(format!(
+                    "Unknown knob `{other}`; known: status, hang, fail_rate, ttft_ms, tpot_ms, \
+                     output_tokens, health_status, sleeping."
+                ))
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    fn apply(self, c: &SimControl) {
+        if let Some(status) = self.status {
+            c.set_status(status);
+        }
+        if let Some(hang) = self.hang {
+            c.set_hang(hang);
+        }
+        if let Some(rate) = self.fail_rate {
+            c.set_fail_rate(rate);
+        }
+        if let Some(ms) = self.ttft_ms {
+            c.set_ttft(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.tpot_ms {
+            c.set_tpot(Duration::from_millis(ms));
+        }
+        if let Some(n) = self.output_tokens {
+            c.set_output_tokens(n);
+        }
+        if let Some(status) = self.health_status {
+            c.set_health_status(status);
+        }
+        if let Some(sleeping) = self.sleeping {
+            c.set_sleeping(sleeping);
+        }
+    }
+}

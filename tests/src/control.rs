@@ -1,0 +1,336 @@
+//! [`SimControl`]: the live state of one simulated worker — runtime knobs and counters.
+//!
+//! One `SimControl` is shared (behind an `Arc`) by the HTTP handlers, the [`crate::SimHandle`]
+//! and any test that wants to steer the worker or look at what it received. It survives
+//! [`crate::SimHandle::kill`] / [`crate::SimHandle::restart`], like a process supervisor that
+//! keeps its settings while the worker crashes and comes back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::{MetricsFlavor, SimConfig};
+
+/// The knobs that can change while the worker runs (a snapshot of them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Knobs {
+    /// Forced status for every LLM request (`None` = behave normally).
+    pub status: Option<u16>,
+    /// Accept LLM requests and never answer them.
+    pub hang: bool,
+    /// Probability of a simulated 500.
+    pub fail_rate: f64,
+    /// Time to first token.
+    pub ttft: Duration,
+    /// Time per output token after the first.
+    pub tpot: Duration,
+    /// Tokens generated when the request sets no `max_tokens`.
+    pub output_tokens: u32,
+    /// Status of `GET /health`.
+    pub health_status: u16,
+    /// `vllm:engine_sleep_state` reports the weights as offloaded.
+    pub sleeping: bool,
+}
+
+/// Counters and knobs as `GET /sim/stats` reports them.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimStats {
+    pub name: String,
+    pub models: Vec<String>,
+    pub requests_total: u64,
+    pub completed_total: u64,
+    pub failed_total: u64,
+    pub disconnects_total: u64,
+    pub running: u64,
+    pub waiting: u64,
+    pub kv_cache_usage: f64,
+    pub prompt_tokens_total: u64,
+    pub generation_tokens_total: u64,
+    pub last_body_len: u64,
+    pub last_body_hash: u64,
+    pub max_running: u32,
+    pub status: Option<u16>,
+    pub hang: bool,
+    pub fail_rate: f64,
+    pub ttft_ms: u64,
+    pub tpot_ms: u64,
+    pub output_tokens: u32,
+    pub health_status: u16,
+    pub sleeping: bool,
+}
+
+/// Shared live state of a simulated worker. All methods take `&self`.
+pub struct SimControl {
+    name: String,
+    models: Vec<String>,
+    owned_by: String,
+    flavor: MetricsFlavor,
+    max_running: u32,
+    kv_per_request: f64,
+    knobs: Mutex<Knobs>,
+    rng: Mutex<fastrand::Rng>,
+    pub(crate) slots: Arc<Semaphore>,
+    requests_total: AtomicU64,
+    completed_total: AtomicU64,
+    failed_total: AtomicU64,
+    disconnects_total: AtomicU64,
+    pub(crate) running: AtomicU64,
+    pub(crate) waiting: AtomicU64,
+    prompt_tokens_total: AtomicU64,
+    generation_tokens_total: AtomicU64,
+    last_body_len: AtomicU64,
+    last_body_hash: AtomicU64,
+    exit_on_die: AtomicBool,
+    pub(crate) die: Notify,
+}
+
+impl std::fmt::Debug for SimControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimControl")
+            .field("name", &self.name)
+            .field("knobs", &self.knobs())
+            .field("running", &self.running())
+            .field("waiting", &self.waiting())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SimControl {
+    /// Builds the live state from a configuration (knobs start at the configured values).
+    pub fn new(cfg: &SimConfig) -> Self {
+        let max_running = cfg.max_running.max(1);
+        let models = if cfg.models.is_empty() {
+            SimConfig::default().models
+        } else {
+            cfg.models.clone()
+        };
+        Self {
+            name: cfg.name.clone(),
+            models,
+            owned_by: cfg.owned_by.clone(),
+            flavor: cfg.flavor,
+            max_running,
+            kv_per_request: cfg.kv_per_request.max(0.0),
+            knobs: Mutex::new(Knobs {
+                status: cfg.status,
+                hang: cfg.hang,
+                fail_rate: cfg.fail_rate.clamp(0.0, 1.0),
+                ttft: cfg.ttft,
+                tpot: cfg.tpot,
+                output_tokens: cfg.output_tokens,
+                health_status: cfg.health_status,
+                sleeping: cfg.sleeping,
+            }),
+            rng: Mutex::new(fastrand::Rng::with_seed(cfg.seed)),
+            slots: Arc::new(Semaphore::new(max_running as usize)),
+            requests_total: AtomicU64::new(0),
+            completed_total: AtomicU64::new(0),
+            failed_total: AtomicU64::new(0),
+            disconnects_total: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            prompt_tokens_total: AtomicU64::new(0),
+            generation_tokens_total: AtomicU64::new(0),
+            last_body_len: AtomicU64::new(0),
+            last_body_hash: AtomicU64::new(0),
+            exit_on_die: AtomicBool::new(false),
+            die: Notify::new(),
+        }
+    }
+
+    // ---- identity (fixed) ----
+
+    /// The `x-sim-name` of this worker.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Served model ids (never empty).
+    pub fn models(&self) -> &[String] {
+        &self.models
+    }
+    /// The model that labels the metrics.
+    pub fn primary_model(&self) -> &str {
+        self.models
+            .first()
+            .map(String::as_str)
+            .unwrap_or("sim-model")
+    }
+    /// `owned_by` of `/v1/models`.
+    pub fn owned_by(&self) -> &str {
+        &self.owned_by
+    }
+    /// Metric dialect.
+    pub fn flavor(&self) -> MetricsFlavor {
+        self.flavor
+    }
+    /// Size of the running batch (at least 1).
+    pub fn max_running(&self) -> u32 {
+        self.max_running
+    }
+
+    // ---- knobs ----
+
+    /// Snapshot of all runtime knobs.
+    pub fn knobs(&self) -> Knobs {
+        lock(&self.knobs).clone()
+    }
+    /// Forces (or, with `None`, stops forcing) a status for every LLM request.
+    pub fn set_status(&self, status: Option<u16>) {
+        lock(&self.knobs).status = status;
+    }
+    /// Makes LLM requests hang forever (`true`) or behave again (`false`, new requests only).
+    pub fn set_hang(&self, hang: bool) {
+        lock(&self.knobs).hang = hang;
+    }
+    /// Probability (clamped to 0..=1) that a request is answered with a 500.
+    pub fn set_fail_rate(&self, rate: f64) {
+        let rate = if rate.is_nan() {
+            0.0
+        } else {
+            rate.clamp(0.0, 1.0)
+        };
+        lock(&self.knobs).fail_rate = rate;
+    }
+    /// Time to first token for requests that start from now on.
+    pub fn set_ttft(&self, ttft: Duration) {
+        lock(&self.knobs).ttft = ttft;
+    }
+    /// Time per output token for requests that start from now on.
+    pub fn set_tpot(&self, tpot: Duration) {
+        lock(&self.knobs).tpot = tpot;
+    }
+    /// Tokens generated when a request sets no `max_tokens`.
+    pub fn set_output_tokens(&self, n: u32) {
+        lock(&self.knobs).output_tokens = n;
+    }
+    /// Status of `GET /health`.
+    pub fn set_health_status(&self, status: u16) {
+        lock(&self.knobs).health_status = status;
+    }
+    /// Reports the engine as sleeping (weights offloaded) in `/metrics`.
+    pub fn set_sleeping(&self, sleeping: bool) {
+        lock(&self.knobs).sleeping = sleeping;
+    }
+    /// When true, `POST /sim/die` exits the whole process with code 1 (binary mode); when false
+    /// (the default, library mode) it only kills this server like [`crate::SimHandle::kill`].
+    pub fn set_exit_on_die(&self, exit: bool) {
+        self.exit_on_die.store(exit, Ordering::Relaxed);
+    }
+    pub(crate) fn exit_on_die(&self) -> bool {
+        self.exit_on_die.load(Ordering::Relaxed)
+    }
+
+    // ---- counters ----
+
+    /// LLM requests received (chat, completions, embeddings), whatever their outcome.
+    pub fn requests_total(&self) -> u64 {
+        self.requests_total.load(Ordering::Relaxed)
+    }
+    /// LLM requests answered successfully to the end (streams: `[DONE]` produced).
+    pub fn completed_total(&self) -> u64 {
+        self.completed_total.load(Ordering::Relaxed)
+    }
+    /// LLM requests answered with an error status (forced, simulated failure, or client error).
+    pub fn failed_total(&self) -> u64 {
+        self.failed_total.load(Ordering::Relaxed)
+    }
+    /// Requests holding a batch slot now.
+    pub fn running(&self) -> u64 {
+        self.running.load(Ordering::Relaxed)
+    }
+    /// Requests queued for a batch slot now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+    /// Simulated KV-cache usage in 0..=1: `running × kv_per_request`, clamped.
+    pub fn kv_cache_usage(&self) -> f64 {
+        (self.running() as f64 * self.kv_per_request).min(1.0)
+    }
+    /// Streams whose client went away before the end.
+    pub fn disconnects_total(&self) -> u64 {
+        self.disconnects_total.load(Ordering::Relaxed)
+    }
+    /// Prompt tokens of all successful requests.
+    pub fn prompt_tokens_total(&self) -> u64 {
+        self.prompt_tokens_total.load(Ordering::Relaxed)
+    }
+    /// Generated tokens of all successful requests.
+    pub fn generation_tokens_total(&self) -> u64 {
+        self.generation_tokens_total.load(Ordering::Relaxed)
+    }
+    /// Length in bytes of the raw body of the most recent LLM POST.
+    pub fn last_body_len(&self) -> u64 {
+        self.last_body_len.load(Ordering::Relaxed)
+    }
+    /// FNV-1a 64 of the raw body of the most recent LLM POST (see [`crate::fnv1a64`]).
+    pub fn last_body_hash(&self) -> u64 {
+        self.last_body_hash.load(Ordering::Relaxed)
+    }
+
+    /// Everything above in one serialisable snapshot (the body of `GET /sim/stats`).
+    pub fn stats(&self) -> SimStats {
+        let k = self.knobs();
+        SimStats {
+            name: self.name.clone(),
+            models: self.models.clone(),
+            requests_total: self.requests_total(),
+            completed_total: self.completed_total(),
+            failed_total: self.failed_total(),
+            disconnects_total: self.disconnects_total(),
+            running: self.running(),
+            waiting: self.waiting(),
+            kv_cache_usage: self.kv_cache_usage(),
+            prompt_tokens_total: self.prompt_tokens_total(),
+            generation_tokens_total: self.generation_tokens_total(),
+            last_body_len: self.last_body_len(),
+            last_body_hash: self.last_body_hash(),
+            max_running: self.max_running,
+            status: k.status,
+            hang: k.hang,
+            fail_rate: k.fail_rate,
+            ttft_ms: duration_ms(k.ttft),
+            tpot_ms: duration_ms(k.tpot),
+            output_tokens: k.output_tokens,
+            health_status: k.health_status,
+            sleeping: k.sleeping,
+        }
+    }
+
+    // ---- bookkeeping used by the handlers ----
+
+    pub(crate) fn record_request(&self, body: &[u8]) {
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        self.last_body_len
+            .store(body.len() as u64, Ordering::Relaxed);
+        self.last_body_hash
+            .store(crate::fnv1a64(body), Ordering::Relaxed);
+    }
+    pub(crate) fn record_success(&self, prompt_tokens: u32, generated: u32) {
+        self.completed_total.fetch_add(1, Ordering::Relaxed);
+        self.prompt_tokens_total
+            .fetch_add(u64::from(prompt_tokens), Ordering::Relaxed);
+        self.generation_tokens_total
+            .fetch_add(u64::from(generated), Ordering::Relaxed);
+    }
+    pub(crate) fn record_failure(&self) {
+        self.failed_total.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn record_disconnect(&self) {
+        self.disconnects_total.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Draws from the seeded RNG whether this request fails.
+    pub(crate) fn roll_failure(&self, fail_rate: f64) -> bool {
+        fail_rate > 0.0 && lock(&self.rng).f64() < fail_rate
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

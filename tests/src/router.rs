@@ -1,0 +1,45 @@
+//! The HTTP routes of a simulated worker, and the `x-sim-name` tag on every response.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderValue;
+use axum::middleware::map_response_with_state;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::control::SimControl;
+use crate::{admin, metrics, openai};
+
+/// Largest request body accepted (vLLM itself has no small limit; gateways forward up to 16 MiB).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Name of the identity header on every response.
+pub const SIM_NAME_HEADER: &str = "x-sim-name";
+
+/// All routes of one simulated worker.
+pub(crate) fn router(control: Arc<SimControl>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
+        .route("/version", get(openai::version))
+        .route("/health", get(openai::health))
+        .route("/metrics", get(metrics::metrics))
+        .route("/sim/stats", get(admin::stats))
+        .route("/sim/config", post(admin::config))
+        .route("/sim/die", post(admin::die))
+        .fallback(openai::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(map_response_with_state(Arc::clone(&control), tag_name))
+        .with_state(control)
+}
+
+async fn tag_name(State(control): State<Arc<SimControl>>, mut response: Response) -> Response {
+    if let Ok(value) = HeaderValue::from_str(control.name()) {
+        response.headers_mut().insert(SIM_NAME_HEADER, value);
+    }
+    response
+}

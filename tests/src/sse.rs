@@ -1,0 +1,126 @@
+//! The `text/event-stream` body of a streaming chat/completion, event for event like vLLM:
+//! (queue for a slot) → after ttft the role chunk (chat) and the first token → one token chunk
+//! every tpot → the `finish_reason` chunk → the usage chunk (only with
+//! `stream_options.include_usage`) → `data: [DONE]`.
+//!
+//! The stream owns its batch slot, so when the client goes away and the server drops the body,
+//! the slot is freed and the disconnect is counted.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{self, Stream};
+use serde_json::Value;
+use tokio::time::{sleep, sleep_until, Instant};
+
+use crate::control::SimControl;
+use crate::generation::Generation;
+use crate::queue::{admit, RunningGuard};
+
+/// Where a stream is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Queue,
+    Role,
+    Token(u32),
+    Finish,
+    Usage,
+    Done,
+    End,
+}
+
+struct SseState {
+    control: Arc<SimControl>,
+    generation: Generation,
+    phase: Phase,
+    slot: Option<RunningGuard>,
+    first_token_at: Instant,
+    finished: bool,
+}
+
+impl Drop for SseState {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.control.record_disconnect();
+        }
+    }
+}
+
+/// One SSE event: `data: <payload>\n\n`.
+fn event(payload: &Value) -> Bytes {
+    Bytes::from(format!("data: {payload}\n\n"))
+}
+
+impl SseState {
+    /// Produces the next event, waiting as long as the simulated engine would.
+    async fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            match self.phase {
+                Phase::Queue => {
+                    self.slot = Some(admit(&self.control).await);
+                    sleep(self.generation.ttft).await;
+                    self.first_token_at = Instant::now();
+                    self.phase = if self.generation.chat {
+                        Phase::Role
+                    } else {
+                        Phase::Token(0)
+                    };
+                }
+                Phase::Role => {
+                    self.phase = Phase::Token(0);
+                    return Some(event(&self.generation.role_chunk()));
+                }
+                Phase::Token(i) if i < self.generation.n => {
+                    if i > 0 {
+                        sleep_until(self.first_token_at + self.generation.tpot.saturating_mul(i))
+                            .await;
+                    }
+                    self.phase = Phase::Token(i + 1);
+                    return Some(event(&self.generation.token_chunk(i)));
+                }
+                Phase::Token(_) => {
+                    self.phase = Phase::Finish;
+                }
+                Phase::Finish => {
+                    self.phase = Phase::Usage;
+                    return Some(event(&self.generation.finish_chunk()));
+                }
+                Phase::Usage => {
+                    self.phase = Phase::Done;
+                    if self.generation.include_usage {
+                        return Some(event(&self.generation.usage_chunk()));
+                    }
+                }
+                Phase::Done => {
+                    self.phase = Phase::End;
+                    self.slot = None;
+                    self.finished = true;
+                    self.control
+                        .record_success(self.generation.prompt_tokens, self.generation.n);
+                    return Some(Bytes::from_static(b"data: [DONE]\n\n"));
+                }
+                Phase::End => return None,
+            }
+        }
+    }
+}
+
+/// The event stream of `generation`; each item is one event, to be flushed as produced.
+pub(crate) fn event_stream(
+    control: Arc<SimControl>,
+    generation: Generation,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let state = SseState {
+        control,
+        generation,
+        phase: Phase::Queue,
+        slot: None,
+        first_token_at: Instant::now(),
+        finished: false,
+    };
+    stream::unfold(state, |mut state| async move {
+        let event = state.next_event().await?;
+        Some((Ok(event), state))
+    })
+}
