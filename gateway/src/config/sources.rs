@@ -1,0 +1,195 @@
+//! Where configuration comes from and in which order it is merged:
+//! defaults < TOML file < environment (`LLM_*`) < command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use super::{Config, ConfigError, WorkerConfig};
+use crate::routing::Strategy;
+
+/// The default file, used when no path is given and it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "conf/gateway.toml";
+
+/// Values that override the file: filled from the environment or from flags.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `http://a:8000,http://b:8000;weight=2` (replaces the file's worker list).
+    pub worker_urls: Option<String>,
+    pub routing_strategy: Option<String>,
+    pub threads: Option<usize>,
+}
+
+impl Overrides {
+    /// Read `LLM_HOST`, `LLM_PORT`, `LLM_WORKER_URLS`, `LLM_ROUTING_STRATEGY`, `LLM_THREADS`
+    /// through `get` (tests pass a map; `main` passes `std::env::var`).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let port = match get("LLM_PORT") {
+            Some(v) => Some(v.trim().parse::<u16>().map_err(|_| {
+                ConfigError::new("LLM_PORT", format!("`{v}` is not a port number (0-65535)"))
+            })?),
+            None => None,
+        };
+        let threads = match get("LLM_THREADS") {
+            Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+                ConfigError::new("LLM_THREADS", format!("`{v}` is not a thread count"))
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            host: get("LLM_HOST").filter(|v| !v.trim().is_empty()),
+            port,
+            worker_urls: get("LLM_WORKER_URLS").filter(|v| !v.trim().is_empty()),
+            routing_strategy: get("LLM_ROUTING_STRATEGY").filter(|v| !v.trim().is_empty()),
+            threads,
+        })
+    }
+
+    /// Apply these overrides on top of `config`; `origin` names the source in errors.
+    pub fn apply(&self, config: &mut Config, origin: &str) -> Result<(), ConfigError> {
+        if let Some(h) = &self.host {
+            config.server.host = h.trim().to_string();
+        }
+        if let Some(p) = self.port {
+            config.server.port = p;
+        }
+        if let Some(t) = self.threads {
+            config.server.threads = t;
+        }
+        if let Some(urls) = &self.worker_urls {
+            config.workers = parse_worker_urls(urls)
+                .map_err(|e| ConfigError::new(format!("{origin} worker urls"), e))?;
+        }
+        if let Some(s) = &self.routing_strategy {
+            config.routing.strategy = s
+                .parse::<Strategy>()
+                .map_err(|e| ConfigError::new(format!("{origin} routing strategy"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse `LLM_WORKER_URLS`: comma-separated URLs, each optionally followed by `;weight=N`.
+pub fn parse_worker_urls(text: &str) -> Result<Vec<WorkerConfig>, String> {
+    let mut out = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let mut parts = entry.split(';');
+        let url = parts.next().unwrap_or_default().trim().to_string();
+        let mut worker = WorkerConfig {
+            url,
+            ..Default::default()
+        };
+        for opt in parts {
+            let (k, v) = opt
+                .split_once('=')
+                .ok_or_else(|| format!("`{opt}` in `{entry}`: expected key=value"))?;
+            match k.trim() {
+                "weight" => {
+                    worker.weight = v
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|w| (1..=1000).contains(w))
+                        .ok_or_else(|| format!("weight `{v}` in `{entry}` must be 1..=1000"))?;
+                }
+                other => {
+                    return Err(format!(
+                        "unknown option `{other}` in `{entry}` (known: weight)"
+                    ))
+                }
+            }
+        }
+        out.push(worker);
+    }
+    Ok(out)
+}
+
+/// Read and parse a TOML file.
+pub fn read_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("config", format!("cannot read {}: {e}", path.display())))?;
+    Config::from_toml(&text)
+}
+
+/// Build the effective configuration. `explicit` is `--config`/`LLM_CONFIG`; without it the
+/// default path is used when it exists. Returns the config and the file it came from.
+pub fn load(
+    explicit: Option<&Path>,
+    env: &Overrides,
+    flags: &Overrides,
+) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    let path = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+    };
+    let mut config = match &path {
+        Some(p) => read_file(p)?,
+        None => Config::default(),
+    };
+    env.apply(&mut config, "environment")?;
+    flags.apply(&mut config, "flag")?;
+    config.validate()?;
+    Ok((config, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn worker_urls_with_weights() {
+        let w = parse_worker_urls("http://a:8000, http://b:8001;weight=3,").unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].weight, 1);
+        assert_eq!(w[1].url, "http://b:8001");
+        assert_eq!(w[1].weight, 3);
+        assert!(parse_worker_urls("http://a:1;weight=0").is_err());
+        assert!(parse_worker_urls("http://a:1;colour=red").is_err());
+    }
+
+    #[test]
+    fn precedence_file_env_flags() {
+        let dir = std::env::temp_dir().join(format!("sagellm-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("g.toml");
+        std::fs::write(
+            &file,
+            "[server]\nport = 9100\nhost = \"127.0.0.1\"\n[routing]\nstrategy = \"least_queue\"\n[[workers]]\nurl = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let env_map: HashMap<&str, &str> = [
+            ("LLM_PORT", "9200"),
+            ("LLM_WORKER_URLS", "http://127.0.0.1:2;weight=2"),
+        ]
+        .into();
+        let env = Overrides::from_env(|k| env_map.get(k).map(|v| v.to_string())).unwrap();
+        let flags = Overrides {
+            routing_strategy: Some("round_robin".into()),
+            ..Default::default()
+        };
+        let (c, path) = load(Some(&file), &env, &flags).unwrap();
+        assert_eq!(path.as_deref(), Some(file.as_path()));
+        assert_eq!(c.server.host, "127.0.0.1"); // file
+        assert_eq!(c.server.port, 9200); // env beats file
+        assert_eq!(c.workers.len(), 1);
+        assert_eq!(c.workers[0].weight, 2);
+        assert_eq!(c.routing.strategy, Strategy::RoundRobin); // flag beats file
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn bad_env_is_named() {
+        let e =
+            Overrides::from_env(|k| (k == "LLM_PORT").then(|| "ninety".to_string())).unwrap_err();
+        assert_eq!(e.field, "LLM_PORT");
+        let env = Overrides {
+            routing_strategy: Some("fastest".into()),
+            ..Default::default()
+        };
+        let e = env
+            .apply(&mut Config::default(), "environment")
+            .unwrap_err();
+        assert!(e.field.contains("routing strategy"), "{e}");
+    }
+}

@@ -1,0 +1,32 @@
+//! # sageLLM Gateway
+//!
+//! An OpenAI-compatible front door for a fleet of LLM workers (vLLM, LMDeploy, SGLang,
+//! llama.cpp, the bundled `sagellm-engine`), built on Cloudflare's Pingora.
+//!
+//! ## Where to start reading
+//! - [`proxy`]: one request through Pingora's phases (read/validate, pick a worker, stream the
+//!   response back, retry on another worker, account). Start at [`proxy::Gateway`].
+//! - [`routing`]: the seven policies behind [`routing::Policy`], one file each.
+//! - [`worker`]: what the gateway knows about each worker (load, stats, lifecycle) and the
+//!   atomically swapped [`worker::pool::Pool`].
+//! - [`probe`]: health checks, model discovery and `/metrics` scrapes.
+//! - [`config`]: the configuration struct, its defaults and sources.
+//! - [`server`]: assembling and running the Pingora server ([`server::spawn`] for tests).
+//!
+//! ## Using it
+//! ```text
+//! LLM_WORKER_URLS=http://10.0.0.1:8000,http://10.0.0.2:8000 sagellm-gateway
+//! curl localhost:9000/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod http_client;
+pub mod probe;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod state;
+pub mod worker;

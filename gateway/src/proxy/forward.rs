@@ -1,0 +1,191 @@
+//! The gateway's own forwarding path, for request bodies Pingora cannot forward after they
+//! were read (> 64 KiB or chunked; see [`super::body`]). The whole body is in memory
+//! (bounded by `max_body_bytes`), so it is sent with a `Content-Length` and can be replayed
+//! on another worker when an attempt fails before any byte reached the client. The response
+//! streams back chunk by chunk, exactly like the Pingora path.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::select;
+use super::Gateway;
+use crate::error::GatewayError;
+
+/// Request headers never copied to the worker (hop-by-hop or recomputed).
+const SKIP_REQUEST: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "content-length",
+    "expect",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Response headers never copied to the client (hop-by-hop or recomputed).
+const SKIP_RESPONSE: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "trailer",
+    "upgrade",
+];
+
+/// Why an attempt ended without a response for the client.
+enum AttemptError {
+    /// Nothing reached the client: another worker may be tried.
+    Retryable(GatewayError),
+    /// The response started (or the client left): the request is over.
+    Final(Option<GatewayError>),
+}
+
+/// Forward `body` with retries; writes the response (or leaves the error in `ctx.error`).
+pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, body: Bytes) {
+    let max_attempts = gw.state.config.load().upstream.max_attempts;
+    loop {
+        let worker = match select::pick(&gw.state, ctx) {
+            Ok(w) => w,
+            Err(e) => {
+                ctx.error = Some(e);
+                return;
+            }
+        };
+        match attempt(
+            gw,
+            session,
+            ctx,
+            &worker.spec.url,
+            &worker.spec.authority,
+            body.clone(),
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(AttemptError::Final(e)) => {
+                ctx.error = e;
+                return;
+            }
+            Err(AttemptError::Retryable(e)) => {
+                tracing::warn!(worker = %worker.id, error = %e, attempt = ctx.attempts(), "attempt failed");
+                gw.record_attempt_failure(ctx, true);
+                if ctx.attempts() >= max_attempts {
+                    ctx.error = Some(e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn attempt(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    base: &str,
+    authority: &str,
+    body: Bytes,
+) -> Result<(), AttemptError> {
+    let cfg = gw.state.config.load();
+    let read_timeout = Duration::from_millis(cfg.upstream.read_timeout_ms);
+    let req_header = session.req_header();
+    let path = req_header
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut req = http::Request::builder()
+        .method(req_header.method.clone())
+        .uri(format!("{base}{path}"));
+    for (name, value) in req_header.headers.iter() {
+        if !SKIP_REQUEST.contains(&name.as_str()) {
+            req = req.header(name, value);
+        }
+    }
+    let req = req
+        .header("host", authority)
+        .header("content-length", body.len())
+        .body(Full::new(body))
+        .map_err(|e| {
+            AttemptError::Final(Some(GatewayError::Internal(format!(
+                "building the upstream request: {e}"
+            ))))
+        })?;
+
+    let resp = match tokio::time::timeout(read_timeout, gw.state.client.request(req)).await {
+        Err(_) => {
+            return Err(AttemptError::Retryable(GatewayError::UpstreamTimeout(
+                "the worker did not answer in time".into(),
+            )))
+        }
+        Ok(Err(e)) => {
+            return Err(AttemptError::Retryable(GatewayError::UpstreamFailed(
+                format!("worker request failed: {e}"),
+            )))
+        }
+        Ok(Ok(r)) => r,
+    };
+    let (parts, mut upstream_body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    ctx.observer.on_headers(status, content_type);
+
+    let mut out = ResponseHeader::build(status, Some(parts.headers.len() + 3))
+        .map_err(|e| AttemptError::Final(Some(GatewayError::Internal(e.to_string()))))?;
+    for (name, value) in parts.headers.iter() {
+        if !SKIP_RESPONSE.contains(&name.as_str()) {
+            let _ = out.append_header(name.clone(), value.clone());
+        }
+    }
+    gw.decorate_response(&mut out, ctx);
+    let _ = out.insert_header("transfer-encoding", "chunked");
+    if session
+        .write_response_header(Box::new(out), false)
+        .await
+        .is_err()
+    {
+        return Err(AttemptError::Final(None)); // the client left
+    }
+    loop {
+        let frame = match tokio::time::timeout(read_timeout, upstream_body.frame()).await {
+            Err(_) => {
+                return Err(AttemptError::Final(Some(GatewayError::UpstreamTimeout(
+                    "the worker stalled mid-response".into(),
+                ))))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(AttemptError::Final(Some(GatewayError::UpstreamFailed(
+                    format!("the worker broke off: {e}"),
+                ))))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            ctx.observer.on_chunk(&data);
+            if session
+                .write_response_body(Some(data), false)
+                .await
+                .is_err()
+            {
+                return Err(AttemptError::Final(None));
+            }
+        }
+    }
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|_| AttemptError::Final(None))?;
+    Ok(())
+}

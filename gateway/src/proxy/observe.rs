@@ -1,0 +1,126 @@
+//! Watching a response go by without buffering it: status, time to first byte (TTFT for
+//! streams), SSE events, and the `usage` token counts, scanned incrementally from the chunks
+//! (the final JSON of a plain response, or the last SSE chunk of a stream).
+
+use std::time::Instant;
+
+use memchr::memmem;
+
+/// Bytes kept from the end of the previous chunk, so a key split across two chunks is found.
+const TAIL: usize = 48;
+
+#[derive(Debug, Default)]
+pub struct ResponseObserver {
+    pub status: Option<u16>,
+    pub first_byte: Option<Instant>,
+    pub bytes: u64,
+    /// Whether the response is an SSE stream.
+    pub sse: bool,
+    /// `data:` events seen (a stream's token count when it carries no usage).
+    pub sse_events: u64,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    tail: Vec<u8>,
+}
+
+fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
+    let mut last = None;
+    for at in memmem::find_iter(hay, key) {
+        let rest = &hay[at + key.len()..];
+        let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        // Only a complete number (followed by something) counts: "12" split as "1"|"2" would lie.
+        if digits > 0 && digits < rest.len() && digits <= 18 {
+            last = std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|s| s.parse().ok());
+        }
+    }
+    last
+}
+
+impl ResponseObserver {
+    pub fn on_headers(&mut self, status: u16, content_type: Option<&str>) {
+        self.status = Some(status);
+        self.sse = content_type.is_some_and(|c| c.starts_with("text/event-stream"));
+    }
+
+    pub fn on_chunk(&mut self, chunk: &[u8]) {
+        if chunk.is_empty() {
+            return;
+        }
+        if self.first_byte.is_none() {
+            self.first_byte = Some(Instant::now());
+        }
+        self.bytes += chunk.len() as u64;
+        if self.sse {
+            self.sse_events += memmem::find_iter(chunk, b"data:").count() as u64;
+        }
+        // The seam between the previous chunk and this one.
+        if !self.tail.is_empty() {
+            let mut seam = std::mem::take(&mut self.tail);
+            seam.extend_from_slice(&chunk[..chunk.len().min(TAIL)]);
+            self.scan(&seam);
+        }
+        self.scan(chunk);
+        self.tail.clear();
+        self.tail
+            .extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL)..]);
+    }
+
+    fn scan(&mut self, hay: &[u8]) {
+        if let Some(n) = number_after(hay, b"\"completion_tokens\":") {
+            self.completion_tokens = Some(n);
+        }
+        if let Some(n) = number_after(hay, b"\"prompt_tokens\":") {
+            self.prompt_tokens = Some(n);
+        }
+    }
+
+    /// Output tokens: from `usage`, else (streams) the number of content events.
+    pub fn output_tokens(&self) -> Option<u64> {
+        self.completion_tokens.or_else(|| {
+            // A stream without usage: role chunk, N token chunks, finish chunk, [DONE].
+            (self.sse && self.sse_events > 2).then(|| self.sse_events - 2)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_usage_in_plain_json() {
+        let mut o = ResponseObserver::default();
+        o.on_headers(200, Some("application/json"));
+        o.on_chunk(br#"{"choices":[],"usage":{"prompt_tokens":12,"total_tokens":28,"completion_tokens":16,"completion_tokens_details":null}}"#);
+        assert_eq!((o.prompt_tokens, o.completion_tokens), (Some(12), Some(16)));
+        assert!(o.first_byte.is_some());
+    }
+
+    #[test]
+    fn finds_usage_split_across_chunks() {
+        let body = br#"data: {"choices":[],"usage":{"prompt_tokens": 7,"completion_tokens":1234}}"#;
+        for cut in 1..body.len() {
+            let mut o = ResponseObserver::default();
+            o.on_headers(200, Some("text/event-stream"));
+            o.on_chunk(&body[..cut]);
+            o.on_chunk(&body[cut..]);
+            o.on_chunk(b"\n\ndata: [DONE]\n\n");
+            assert_eq!(o.completion_tokens, Some(1234), "cut at {cut}");
+            assert_eq!(o.prompt_tokens, Some(7), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn counts_stream_events_without_usage() {
+        let mut o = ResponseObserver::default();
+        o.on_headers(200, Some("text/event-stream; charset=utf-8"));
+        for _ in 0..5 {
+            o.on_chunk(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n");
+        }
+        o.on_chunk(b"data: [DONE]\n\n");
+        assert_eq!(o.output_tokens(), Some(4));
+    }
+}

@@ -1,0 +1,350 @@
+//! What the gateway reads from a request body: the routing fields (`model`, `stream`, the
+//! affinity key) and enough validation to answer client mistakes with a 400 itself.
+//!
+//! The body is deserialised into a borrowing struct (`messages`/`prompt`/`input` stay raw
+//! JSON slices), never into a `serde_json::Value` and never re-serialised: it is forwarded
+//! byte for byte.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::route::Endpoint;
+use crate::error::GatewayError;
+use crate::routing::rng::hash_bytes;
+
+/// Longest accepted model name.
+pub const MAX_MODEL_LEN: usize = 256;
+
+/// Routing facts of one request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestInfo {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// Hash of the affinity key (see [`affinity`]).
+    pub affinity: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(borrow, default)]
+    user: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+/// Header-side inputs of the affinity key.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeySources<'a> {
+    /// `X-Session-ID` header.
+    pub session_header: Option<&'a str>,
+    /// The caller's API key (`Authorization: Bearer …` / `x-api-key`).
+    pub api_key: Option<&'a str>,
+    /// Prompt bytes used when nothing else identifies the conversation.
+    pub prefix_bytes: usize,
+}
+
+fn is_null(raw: Option<&RawValue>) -> bool {
+    raw.is_none_or(|r| r.get() == "null")
+}
+
+/// Parse and validate a JSON body for `endpoint`.
+pub fn parse(
+    endpoint: Endpoint,
+    body: &[u8],
+    keys: KeySources<'_>,
+) -> Result<RequestInfo, GatewayError> {
+    if body.is_empty() {
+        if endpoint == Endpoint::OtherV1 {
+            return Ok(RequestInfo {
+                affinity: affinity(None, None, keys, None),
+                ..Default::default()
+            });
+        }
+        return Err(GatewayError::invalid(
+            "the request body is empty; a JSON object is required",
+            None,
+        ));
+    }
+    let probe: Probe<'_> = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        // Other endpoints may carry non-JSON bodies (multipart audio, …): route without a model.
+        Err(_) if endpoint == Endpoint::OtherV1 => return Ok(RequestInfo::default()),
+        Err(e) => {
+            return Err(GatewayError::InvalidJson {
+                message: format!("invalid JSON body: {e}"),
+            })
+        }
+    };
+    let model = match probe.model {
+        Some(m) if m.trim().is_empty() => {
+            return Err(GatewayError::invalid(
+                "`model` must not be empty",
+                Some("model"),
+            ))
+        }
+        Some(m) if m.len() > MAX_MODEL_LEN => {
+            return Err(GatewayError::invalid(
+                format!("`model` is longer than {MAX_MODEL_LEN} bytes"),
+                Some("model"),
+            ))
+        }
+        Some(m) => Some(m.into_owned()),
+        None if endpoint == Endpoint::OtherV1 => None,
+        None => return Err(GatewayError::invalid("`model` is required", Some("model"))),
+    };
+    let (field, raw) = match endpoint {
+        Endpoint::Chat => ("messages", probe.messages),
+        Endpoint::Completions => ("prompt", probe.prompt),
+        Endpoint::Embeddings => ("input", probe.input),
+        Endpoint::OtherV1 => ("", None),
+    };
+    if endpoint != Endpoint::OtherV1 && is_null(raw) {
+        return Err(GatewayError::invalid(
+            format!("`{field}` is required"),
+            Some(static_param(endpoint)),
+        ));
+    }
+    if endpoint == Endpoint::Chat && raw.is_some_and(|r| !r.get().starts_with('[')) {
+        return Err(GatewayError::invalid(
+            "`messages` must be an array of messages",
+            Some("messages"),
+        ));
+    }
+    let prompt = raw.or(probe.messages).or(probe.prompt).or(probe.input);
+    Ok(RequestInfo {
+        model,
+        stream: probe.stream.unwrap_or(false),
+        affinity: affinity(
+            probe.session_id.as_deref(),
+            probe.user.as_deref(),
+            keys,
+            prompt.map(|r| r.get()),
+        ),
+    })
+}
+
+fn static_param(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Chat => "messages",
+        Endpoint::Completions => "prompt",
+        Endpoint::Embeddings => "input",
+        Endpoint::OtherV1 => "body",
+    }
+}
+
+fn nonempty(s: Option<&str>) -> Option<&str> {
+    s.filter(|v| !v.is_empty())
+}
+
+/// The affinity key, first present of: `X-Session-ID` header, `session_id` field, `user`
+/// field, API key, the first `prefix_bytes` of the prompt (raw JSON). Hashed; kinds are
+/// tagged so a user named like a session does not collide with it.
+pub fn affinity(
+    session_field: Option<&str>,
+    user: Option<&str>,
+    keys: KeySources<'_>,
+    prompt: Option<&str>,
+) -> Option<u64> {
+    let tagged = |tag: u8, s: &str| {
+        let mut h = hash_bytes(s.as_bytes());
+        h ^= tag as u64;
+        Some(crate::routing::rng::mix64(h))
+    };
+    if let Some(s) = nonempty(keys.session_header).or(nonempty(session_field)) {
+        return tagged(1, s);
+    }
+    if let Some(u) = nonempty(user) {
+        return tagged(2, u);
+    }
+    if let Some(k) = nonempty(keys.api_key) {
+        return tagged(3, k);
+    }
+    let p = nonempty(prompt)?;
+    let mut end = p.len().min(keys.prefix_bytes.max(1));
+    while !p.is_char_boundary(end) {
+        end -= 1;
+    }
+    tagged(4, &p[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> KeySources<'static> {
+        KeySources {
+            prefix_bytes: 256,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_routing_fields() {
+        let body = br#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"model":"m1"}"#;
+        let info = parse(Endpoint::Chat, body, keys()).unwrap();
+        assert_eq!(info.model.as_deref(), Some("m1"));
+        assert!(info.stream);
+        assert!(info.affinity.is_some());
+        let info = parse(
+            Endpoint::Completions,
+            br#"{"model":"m\u0031","prompt":"x"}"#,
+            keys(),
+        )
+        .unwrap();
+        assert_eq!(
+            info.model.as_deref(),
+            Some("m1"),
+            "escaped strings are decoded"
+        );
+        assert!(!info.stream);
+    }
+
+    #[test]
+    fn rejects_client_mistakes() {
+        let cases: &[(Endpoint, &[u8], &str)] = &[
+            (Endpoint::Chat, b"", "empty"),
+            (Endpoint::Chat, b"{\"model\":", "invalid JSON"),
+            (Endpoint::Chat, b"[1,2]", "invalid JSON"),
+            (Endpoint::Chat, b"{\"messages\":[]}", "`model` is required"),
+            (
+                Endpoint::Chat,
+                b"{\"model\":\"m\"}",
+                "`messages` is required",
+            ),
+            (
+                Endpoint::Chat,
+                b"{\"model\":\"m\",\"messages\":null}",
+                "`messages` is required",
+            ),
+            (
+                Endpoint::Chat,
+                b"{\"model\":\"m\",\"messages\":\"hi\"}",
+                "must be an array",
+            ),
+            (
+                Endpoint::Chat,
+                b"{\"model\":5,\"messages\":[]}",
+                "invalid type",
+            ),
+            (
+                Endpoint::Chat,
+                b"{\"model\":\"m\",\"messages\":[],\"stream\":\"yes\"}",
+                "invalid type",
+            ),
+            (
+                Endpoint::Chat,
+                b"{\"model\":\"\",\"messages\":[]}",
+                "must not be empty",
+            ),
+            (
+                Endpoint::Completions,
+                b"{\"model\":\"m\"}",
+                "`prompt` is required",
+            ),
+            (
+                Endpoint::Embeddings,
+                b"{\"model\":\"m\"}",
+                "`input` is required",
+            ),
+            (
+                Endpoint::Chat,
+                b"{\"model\":\"m\xff\",\"messages\":[]}",
+                "invalid JSON",
+            ),
+        ];
+        for (ep, body, want) in cases {
+            let e = parse(*ep, body, keys()).unwrap_err();
+            assert_eq!(e.status(), 400, "{}", String::from_utf8_lossy(body));
+            assert!(e.to_string().contains(want), "{e} does not contain {want}");
+        }
+        let long = format!("{{\"model\":\"{}\",\"prompt\":\"x\"}}", "a".repeat(300));
+        assert_eq!(
+            parse(Endpoint::Completions, long.as_bytes(), keys())
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn other_endpoints_are_lenient() {
+        assert_eq!(parse(Endpoint::OtherV1, b"", keys()).unwrap().model, None);
+        assert_eq!(
+            parse(Endpoint::OtherV1, b"--multipart--", keys())
+                .unwrap()
+                .model,
+            None
+        );
+        let i = parse(Endpoint::OtherV1, br#"{"model":"r","query":"q"}"#, keys()).unwrap();
+        assert_eq!(i.model.as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn affinity_precedence() {
+        let k = KeySources {
+            session_header: Some("s1"),
+            api_key: Some("k"),
+            prefix_bytes: 8,
+        };
+        let by_header = affinity(Some("other"), Some("u"), k, Some("p"));
+        let by_field = affinity(
+            Some("s1"),
+            None,
+            KeySources {
+                session_header: None,
+                ..k
+            },
+            None,
+        );
+        assert_eq!(
+            by_header, by_field,
+            "header and body session ids are the same key"
+        );
+        let user = affinity(
+            None,
+            Some("s1"),
+            KeySources {
+                session_header: None,
+                ..k
+            },
+            None,
+        );
+        assert_ne!(
+            user, by_field,
+            "a user named like a session is a different key"
+        );
+        let p1 = affinity(
+            None,
+            None,
+            keys_prefix(8),
+            Some("[{\"role\":\"system\" AAA"),
+        );
+        let p2 = affinity(
+            None,
+            None,
+            keys_prefix(8),
+            Some("[{\"role\":\"system\" BBB"),
+        );
+        assert_eq!(p1, p2, "only the prefix counts");
+        assert_eq!(affinity(None, None, keys_prefix(8), None), None);
+    }
+
+    fn keys_prefix(n: usize) -> KeySources<'static> {
+        KeySources {
+            prefix_bytes: n,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Which endpoint a request is for, from its method and path alone.
+
+use pingora::http::Method;
+
+/// An LLM endpoint that is forwarded to a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+    /// Any other `/v1/*` path: forwarded to a worker serving the body's `model` (if any).
+    OtherV1,
+}
+
+impl Endpoint {
+    /// Bounded label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::OtherV1 => "other",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Route {
+    /// `GET /health`: answered by the gateway.
+    Health,
+    /// `GET /v1/models`: the fleet's models, aggregated.
+    Models,
+    /// `GET /v1/models/{id}`: one model of the fleet.
+    Model(String),
+    Llm(Endpoint),
+    MethodNotAllowed,
+    #[default]
+    NotFound,
+}
+
+pub fn classify(method: &Method, path: &str) -> Route {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    match path {
+        "/health" => only(method, Method::GET, Route::Health),
+        "/v1/models" => only(method, Method::GET, Route::Models),
+        "/v1/chat/completions" => only(method, Method::POST, Route::Llm(Endpoint::Chat)),
+        "/v1/completions" => only(method, Method::POST, Route::Llm(Endpoint::Completions)),
+        "/v1/embeddings" => only(method, Method::POST, Route::Llm(Endpoint::Embeddings)),
+        p => match p.strip_prefix("/v1/models/") {
+            Some(id) if !id.is_empty() => only(method, Method::GET, Route::Model(id.to_string())),
+            _ if p.starts_with("/v1/") => Route::Llm(Endpoint::OtherV1),
+            _ => Route::NotFound,
+        },
+    }
+}
+
+fn only(method: &Method, allowed: Method, route: Route) -> Route {
+    if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {
+        route
+    } else {
+        Route::MethodNotAllowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies() {
+        assert_eq!(
+            classify(&Method::POST, "/v1/chat/completions"),
+            Route::Llm(Endpoint::Chat)
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1/chat/completions/"),
+            Route::Llm(Endpoint::Chat)
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/chat/completions"),
+            Route::MethodNotAllowed
+        );
+        assert_eq!(classify(&Method::GET, "/v1/models"), Route::Models);
+        assert_eq!(
+            classify(&Method::GET, "/v1/models/llama"),
+            Route::Model("llama".into())
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1/rerank"),
+            Route::Llm(Endpoint::OtherV1)
+        );
+        assert_eq!(classify(&Method::GET, "/health"), Route::Health);
+        assert_eq!(classify(&Method::GET, "/nope"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/v1"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/"), Route::NotFound);
+    }
+}

@@ -1,0 +1,222 @@
+//! Routing: seven policies behind one small trait, built by one factory from the config tag.
+//!
+//! The pool decides *which workers may* take a request ([`crate::worker::pool::Pool::eligible`]:
+//! routable, serves the model, not yet tried); a policy only decides *which one of those*.
+//!
+//! | tag | file | rule |
+//! |---|---|---|
+//! | `round_robin` | [`round_robin`] | rotate over eligible workers |
+//! | `weighted_round_robin` | [`weighted_round_robin`] | smooth weighted RR (nginx) |
+//! | `least_queue` | [`least_queue`] | JSQ: fewest running + waiting (scraped, corrected) |
+//! | `least_connections` | [`least_connections`] | fewest in-flight from this gateway |
+//! | `p2c_kv` | [`p2c_kv`] | two random candidates, lower load/KV/latency/error cost wins |
+//! | `consistent_hash` | [`consistent_hash`] | hash ring with virtual nodes over an affinity key |
+//! | `adaptive` | [`adaptive`] | ε-greedy over learned per-token latency |
+
+pub mod adaptive;
+pub mod consistent_hash;
+pub mod least_connections;
+pub mod least_queue;
+pub mod p2c_kv;
+pub mod rng;
+pub mod round_robin;
+pub mod weighted_round_robin;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::config::RoutingConfig;
+use crate::worker::pool::Pool;
+use crate::worker::stats::Outcome;
+use crate::worker::Worker;
+
+/// The config tags of the seven policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastQueue,
+    LeastConnections,
+    P2cKv,
+    ConsistentHash,
+    Adaptive,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 7] = [
+        Strategy::RoundRobin,
+        Strategy::WeightedRoundRobin,
+        Strategy::LeastQueue,
+        Strategy::LeastConnections,
+        Strategy::P2cKv,
+        Strategy::ConsistentHash,
+        Strategy::Adaptive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::WeightedRoundRobin => "weighted_round_robin",
+            Strategy::LeastQueue => "least_queue",
+            Strategy::LeastConnections => "least_connections",
+            Strategy::P2cKv => "p2c_kv",
+            Strategy::ConsistentHash => "consistent_hash",
+            Strategy::Adaptive => "adaptive",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        Strategy::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Strategy::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "unknown routing strategy `{s}` (one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Request facts a policy may use.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RouteHints {
+    /// Hash of the affinity key (session, user, API key or prompt prefix), if any.
+    pub affinity: Option<u64>,
+}
+
+/// A routing policy. Implementations are cheap to call and never block.
+pub trait Policy: Send + Sync + fmt::Debug {
+    /// The config tag of this policy.
+    fn name(&self) -> &'static str;
+
+    /// Pick one of `candidates` (indices into `pool.workers`; never empty) and return the
+    /// chosen element of `candidates`.
+    fn select(&self, pool: &Pool, candidates: &[usize], hints: &RouteHints) -> usize;
+
+    /// Learn from a finished request. Default: nothing (only `adaptive` learns).
+    fn observe(&self, _worker: &Worker, _outcome: &Outcome) {}
+}
+
+/// The one place a config tag becomes a policy.
+pub fn build(cfg: &RoutingConfig) -> Box<dyn Policy> {
+    match cfg.strategy {
+        Strategy::RoundRobin => Box::new(round_robin::RoundRobin::default()),
+        Strategy::WeightedRoundRobin => {
+            Box::new(weighted_round_robin::WeightedRoundRobin::default())
+        }
+        Strategy::LeastQueue => Box::new(least_queue::LeastQueue::default()),
+        Strategy::LeastConnections => Box::new(least_connections::LeastConnections::default()),
+        Strategy::P2cKv => Box::new(p2c_kv::P2cKv::new(cfg.p2c.clone(), cfg.seed)),
+        Strategy::ConsistentHash => Box::new(consistent_hash::ConsistentHash::new(
+            cfg.consistent_hash.virtual_nodes,
+        )),
+        Strategy::Adaptive => Box::new(adaptive::Adaptive::new(cfg.adaptive.clone(), cfg.seed)),
+    }
+}
+
+/// Among `candidates`, the one with the smallest `key`; ties are broken by rotating the start
+/// position with `turn`, so an idle fleet is still shared instead of always hitting the first.
+pub(crate) fn argmin_rotating(
+    candidates: &[usize],
+    turn: usize,
+    key: impl Fn(usize) -> f64,
+) -> usize {
+    let n = candidates.len();
+    let start = turn % n;
+    let mut best = candidates[start];
+    let mut best_key = key(best);
+    for k in 1..n {
+        let c = candidates[(start + k) % n];
+        let v = key(c);
+        if v < best_key {
+            best = c;
+            best_key = v;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use crate::worker::pool::PoolHandle;
+    use crate::worker::spec::WorkerSpec;
+    use crate::worker::state::HealthThresholds;
+    use std::sync::Arc;
+
+    /// A pool of `n` READY workers with the given weights (all 1 when empty).
+    pub fn pool(n: usize, weights: &[u32]) -> Arc<Pool> {
+        let specs = (0..n)
+            .map(|i| {
+                let w = weights.get(i).copied().unwrap_or(1);
+                WorkerSpec::new(&format!("http://127.0.0.1:{}", 10_000 + i), w, vec![]).unwrap()
+            })
+            .collect();
+        let h = PoolHandle::new(specs);
+        let p = h.load_full();
+        for w in &p.workers {
+            w.health.record(
+                true,
+                HealthThresholds {
+                    failures: 1,
+                    recoveries: 1,
+                },
+            );
+        }
+        p
+    }
+
+    pub fn all(p: &Pool) -> Vec<usize> {
+        (0..p.workers.len()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_and_factory_names_match() {
+        for s in Strategy::ALL {
+            assert_eq!(s.as_str().parse::<Strategy>().unwrap(), s);
+            let cfg = RoutingConfig {
+                strategy: s,
+                ..Default::default()
+            };
+            assert_eq!(build(&cfg).name(), s.as_str());
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        assert!("fastest"
+            .parse::<Strategy>()
+            .unwrap_err()
+            .contains("round_robin"));
+    }
+
+    #[test]
+    fn argmin_rotates_ties() {
+        let c = [3, 5, 7];
+        assert_eq!(argmin_rotating(&c, 0, |_| 1.0), 3);
+        assert_eq!(argmin_rotating(&c, 1, |_| 1.0), 5);
+        assert_eq!(
+            argmin_rotating(&c, 4, |i| if i == 7 { 0.0 } else { 1.0 }),
+            7
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! The state every part of the gateway shares: the live configuration, the worker pool, the
+//! routing policy, and a readiness signal. Everything is swapped atomically; readers on the
+//! request path only `load()`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http_client::{self, HttpClient};
+use crate::routing::{self, Policy};
+use crate::worker::pool::PoolHandle;
+use crate::worker::spec::WorkerSpec;
+
+pub struct AppState {
+    pub config: ArcSwap<Config>,
+    pub pool: PoolHandle,
+    /// The routing policy built from `config.routing` (rebuilt when it changes).
+    pub policy: ArcSwap<Box<dyn Policy>>,
+    pub started: Instant,
+    /// Number of routable workers, published after every health check.
+    routable: watch::Sender<usize>,
+    /// Client for the gateway's own requests to workers (probes, large-body forwarding).
+    pub client: HttpClient,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Build the state from a validated config and its resolved worker list.
+    pub fn new(config: Config, specs: Vec<WorkerSpec>) -> Arc<Self> {
+        let policy: Box<dyn Policy> = routing::build(&config.routing);
+        let u = &config.upstream;
+        let client = http_client::build(
+            Duration::from_millis(u.connect_timeout_ms),
+            Duration::from_millis(u.idle_timeout_ms),
+        );
+        Arc::new(Self {
+            pool: PoolHandle::new(specs),
+            policy: ArcSwap::from_pointee(policy),
+            config: ArcSwap::from_pointee(config),
+            started: Instant::now(),
+            routable: watch::channel(0).0,
+            client,
+        })
+    }
+
+    /// Recount routable workers and publish the number.
+    pub fn publish_routable(&self) {
+        let n = self.pool.load().routable_count();
+        self.routable
+            .send_if_modified(|cur| std::mem::replace(cur, n) != n);
+    }
+
+    /// Wait until at least `n` workers are routable (readiness for tests and scripts).
+    pub async fn wait_routable(&self, n: usize) {
+        self.wait_routable_where(|c| c >= n).await
+    }
+
+    /// Wait until the number of routable workers satisfies `pred`.
+    pub async fn wait_routable_where(&self, pred: impl Fn(usize) -> bool) {
+        let mut rx = self.routable.subscribe();
+        let _ = rx.wait_for(|&c| pred(c)).await;
+    }
+
+    /// Replace the routing policy (strategy switch).
+    pub fn set_policy(&self, routing: &crate::config::RoutingConfig) {
+        self.policy.store(Arc::new(routing::build(routing)));
+    }
+}

@@ -1,0 +1,205 @@
+//! Load signals of one worker: the gateway's own in-flight count and the worker's scraped
+//! queue gauges, corrected by what this gateway dispatched and completed since the scrape.
+//!
+//! Scraped gauges lag by up to a scrape interval. Between scrapes the estimate is
+//! `scraped + dispatched_since − completed_since`, so two requests arriving in the same
+//! millisecond see each other and do not herd onto one worker.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::atomic_f64::AtomicF64;
+use super::Worker;
+
+#[derive(Debug, Default)]
+pub struct Load {
+    inflight: AtomicU32,
+    dispatched: AtomicU64,
+    completed: AtomicU64,
+    scraped: AtomicBool,
+    running: AtomicU32,
+    waiting: AtomicU32,
+    kv_cache: AtomicF64,
+    dispatched_at_scrape: AtomicU64,
+    completed_at_scrape: AtomicU64,
+}
+
+/// A point-in-time view of a worker's load, as routing policies use it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LoadView {
+    /// Requests this gateway has in flight on the worker.
+    pub inflight: u32,
+    /// Estimated running requests (scraped, corrected), or `inflight` without metrics.
+    pub running: f64,
+    /// Estimated waiting requests (scraped, corrected), 0 without metrics.
+    pub waiting: f64,
+    /// KV-cache usage 0..1 as scraped (0 without metrics).
+    pub kv_cache: f64,
+    /// Whether the worker exposes load metrics.
+    pub scraped: bool,
+}
+
+impl LoadView {
+    /// `running + waiting`: the queue the worker reports, corrected (JSQ's measure).
+    pub fn queue(&self) -> f64 {
+        self.running + self.waiting
+    }
+}
+
+/// Counters captured before a scrape request is sent, so requests dispatched while the
+/// scrape is in flight are still counted as "since the scrape".
+#[derive(Clone, Copy, Debug)]
+pub struct ScrapeMark {
+    dispatched: u64,
+    completed: u64,
+}
+
+impl Load {
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Relaxed)
+    }
+
+    pub fn mark(&self) -> ScrapeMark {
+        ScrapeMark {
+            dispatched: self.dispatched.load(Relaxed),
+            completed: self.completed.load(Relaxed),
+        }
+    }
+
+    /// Record a scrape taken after `mark`.
+    pub fn record_scrape(&self, mark: ScrapeMark, running: f64, waiting: f64, kv_cache: f64) {
+        self.running
+            .store(running.max(0.0).min(u32::MAX as f64) as u32, Relaxed);
+        self.waiting
+            .store(waiting.max(0.0).min(u32::MAX as f64) as u32, Relaxed);
+        self.kv_cache.set(if kv_cache.is_finite() {
+            kv_cache.clamp(0.0, 1.0)
+        } else {
+            0.0
+        });
+        self.dispatched_at_scrape.store(mark.dispatched, Relaxed);
+        self.completed_at_scrape.store(mark.completed, Relaxed);
+        self.scraped.store(true, Relaxed);
+    }
+
+    /// The worker stopped exposing metrics: fall back to local counts.
+    pub fn clear_scrape(&self) {
+        self.scraped.store(false, Relaxed);
+    }
+
+    pub fn view(&self) -> LoadView {
+        let inflight = self.inflight.load(Relaxed);
+        if !self.scraped.load(Relaxed) {
+            return LoadView {
+                inflight,
+                running: inflight as f64,
+                waiting: 0.0,
+                kv_cache: 0.0,
+                scraped: false,
+            };
+        }
+        let dispatched = self
+            .dispatched
+            .load(Relaxed)
+            .saturating_sub(self.dispatched_at_scrape.load(Relaxed));
+        let completed = self
+            .completed
+            .load(Relaxed)
+            .saturating_sub(self.completed_at_scrape.load(Relaxed));
+        let delta = dispatched as f64 - completed as f64;
+        let mut running = self.running.load(Relaxed) as f64;
+        let mut waiting = self.waiting.load(Relaxed) as f64;
+        if delta >= 0.0 {
+            // New arrivals queue first; the next scrape tells where they really are.
+            waiting += delta;
+        } else {
+            // Completions of requests the scrape saw running free their slots.
+            running = (running + delta).max(0.0);
+        }
+        LoadView {
+            inflight,
+            running,
+            waiting,
+            kv_cache: self.kv_cache.get(),
+            scraped: true,
+        }
+    }
+}
+
+/// RAII in-flight token: taken when a request is dispatched to a worker, released when the
+/// response has really ended (dropped with the request context: also on client disconnect,
+/// upstream error or panic).
+#[derive(Debug)]
+pub struct LoadGuard {
+    worker: Arc<Worker>,
+}
+
+impl LoadGuard {
+    pub fn new(worker: Arc<Worker>) -> Self {
+        worker.load.inflight.fetch_add(1, Relaxed);
+        worker.load.dispatched.fetch_add(1, Relaxed);
+        Self { worker }
+    }
+
+    pub fn worker(&self) -> &Arc<Worker> {
+        &self.worker
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.worker.load.inflight.fetch_sub(1, Relaxed);
+        self.worker.load.completed.fetch_add(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::spec::WorkerSpec;
+
+    fn worker() -> Arc<Worker> {
+        Arc::new(Worker::new(
+            WorkerSpec::new("http://127.0.0.1:9", 1, vec![]).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn guard_counts_and_releases() {
+        let w = worker();
+        let g1 = LoadGuard::new(w.clone());
+        let g2 = LoadGuard::new(w.clone());
+        assert_eq!(w.load.inflight(), 2);
+        assert_eq!(w.load.view().running, 2.0);
+        drop(g1);
+        drop(g2);
+        assert_eq!(w.load.inflight(), 0);
+    }
+
+    #[test]
+    fn scrape_is_corrected_by_local_dispatches() {
+        let w = worker();
+        let mark = w.load.mark();
+        w.load.record_scrape(mark, 3.0, 1.0, 0.4);
+        let v = w.load.view();
+        assert_eq!((v.running, v.waiting, v.kv_cache), (3.0, 1.0, 0.4));
+        let g = LoadGuard::new(w.clone());
+        let _g2 = LoadGuard::new(w.clone());
+        assert_eq!(
+            w.load.view().waiting,
+            3.0,
+            "two dispatches since the scrape"
+        );
+        drop(g);
+        assert_eq!(w.load.view().waiting, 2.0);
+        // A new scrape resets the correction.
+        let mark = w.load.mark();
+        w.load.record_scrape(mark, 5.0, 0.0, 0.5);
+        assert_eq!(w.load.view().queue(), 5.0);
+        // Completions of requests the scrape counted free running slots.
+        let mark = w.load.mark();
+        w.load.record_scrape(mark, 2.0, 0.0, 0.1);
+        drop(_g2);
+        assert_eq!(w.load.view().running, 1.0);
+    }
+}

@@ -1,0 +1,140 @@
+//! Workers: what the gateway knows about each upstream (identity, models, kind, lifecycle,
+//! load, statistics) and the [`pool::Pool`] snapshot the request path reads.
+//!
+//! Everything a request reads is an atomic or an `ArcSwap` load: the hot path takes no lock.
+
+pub mod atomic_f64;
+pub mod kind;
+pub mod load;
+pub mod pool;
+pub mod spec;
+pub mod state;
+pub mod stats;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+pub use kind::WorkerKind;
+use load::{Load, LoadView};
+use spec::WorkerSpec;
+use state::{Health, Lifecycle};
+use stats::{Stats, StatsView};
+
+/// What discovery learned about a worker (replaced wholesale, read lock-free).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerMeta {
+    pub models: Vec<String>,
+    /// `owned_by` per model as the worker reported it (same order as `models`).
+    pub owners: Vec<String>,
+    pub kind: WorkerKind,
+    pub version: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    /// Unique for the process lifetime; identifies the worker across pool snapshots.
+    pub uid: u64,
+    /// Stable, human-readable id: the worker's `host:port`.
+    pub id: String,
+    pub spec: WorkerSpec,
+    weight: AtomicU32,
+    pub load: Load,
+    pub stats: Stats,
+    pub health: Health,
+    meta: ArcSwap<WorkerMeta>,
+    /// Requests this worker answered with a 2xx/4xx vs connect errors, resets and 5xx.
+    served: AtomicU64,
+}
+
+/// One serialisable view of a worker: the management API, the CLI and the dashboard all
+/// show this struct.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerInfo {
+    pub index: usize,
+    pub id: String,
+    pub url: String,
+    pub weight: u32,
+    pub kind: WorkerKind,
+    pub version: Option<String>,
+    pub models: Vec<String>,
+    pub state: Lifecycle,
+    pub asleep: bool,
+    pub consecutive_failures: u32,
+    pub load: LoadView,
+    pub stats: StatsView,
+    pub served: u64,
+}
+
+impl Worker {
+    pub fn new(spec: WorkerSpec) -> Self {
+        static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+        let meta = WorkerMeta {
+            owners: vec![String::new(); spec.models.len()],
+            models: spec.models.clone(),
+            ..Default::default()
+        };
+        Self {
+            uid: NEXT_UID.fetch_add(1, Relaxed),
+            id: spec.authority.clone(),
+            weight: AtomicU32::new(spec.weight),
+            spec,
+            load: Load::default(),
+            stats: Stats::default(),
+            health: Health::default(),
+            meta: ArcSwap::from_pointee(meta),
+            served: AtomicU64::new(0),
+        }
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+
+    pub fn set_weight(&self, w: u32) {
+        self.weight.store(w.max(1), Relaxed)
+    }
+
+    pub fn meta(&self) -> arc_swap::Guard<Arc<WorkerMeta>> {
+        self.meta.load()
+    }
+
+    /// Replace discovered metadata. Models from the config always win over discovery.
+    pub fn set_meta(&self, mut meta: WorkerMeta) {
+        if !self.spec.models.is_empty() {
+            meta.owners = vec![meta.kind.as_str().to_string(); self.spec.models.len()];
+            meta.models = self.spec.models.clone();
+        }
+        self.meta.store(Arc::new(meta));
+    }
+
+    /// Whether this worker serves `model` (as discovered or configured).
+    pub fn serves(&self, model: &str) -> bool {
+        self.meta.load().models.iter().any(|m| m == model)
+    }
+
+    pub fn count_served(&self) {
+        self.served.fetch_add(1, Relaxed);
+    }
+
+    pub fn info(&self, index: usize) -> WorkerInfo {
+        let meta = self.meta();
+        WorkerInfo {
+            index,
+            id: self.id.clone(),
+            url: self.spec.url.clone(),
+            weight: self.weight(),
+            kind: meta.kind,
+            version: meta.version.clone(),
+            models: meta.models.clone(),
+            state: self.health.lifecycle(),
+            asleep: self.health.is_asleep(),
+            consecutive_failures: self.health.consecutive_failures(),
+            load: self.load.view(),
+            stats: self.stats.view(),
+            served: self.served.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+# Shared helpers for the scripts in this folder. Source it; do not run it.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# One target dir outside the clone, shared by every checkout on this machine (see DESIGN §10).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sagellm-target}"
+BIN="$CARGO_TARGET_DIR/release"
+
+log() { printf '\033[1;34m[sagellm]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[sagellm] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $* (install it by hand or run as root)"; fi
+}
+
+# Install Debian packages that are missing (idempotent; apt-get update at most once).
+APT_UPDATED=0
+ensure_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+  log "installing system packages: ${missing[*]}"
+  if [ "$APT_UPDATED" -eq 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# What any build of the workspace needs: a C/C++ toolchain and cmake (pingora's zlib-ng).
+ensure_build_deps() {
+  ensure_apt build-essential cmake pkg-config
+  command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+}
+
+build_release() {
+  log "building (release, whole workspace; the first build compiles mistral.rs and takes a while)"
+  (cd "$ROOT" && cargo build --release --workspace --locked)
+}
+
+# Wait until URL answers 2xx, up to $2 seconds.
+wait_http() {
+  local url=$1 secs=${2:-60} i=0
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    i=$((i + 1)); [ "$i" -gt $((secs * 10)) ] && return 1; sleep 0.1
+  done
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every test of the workspace: installs what it needs, builds once (release), runs the suite.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+cd "$ROOT"
+
+ensure_build_deps
+ensure_apt curl
+build_release
+log "running the test suite"
+cargo test --release --workspace --locked
+log "all tests passed"

@@ -1,0 +1,139 @@
+//! Shared harness for the end-to-end tests: a fleet of in-process `sagellm-sim` workers
+//! behind a real gateway (Pingora on a loopback port), and small request helpers.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use sagellm_gateway::config::{Config, WorkerConfig};
+use sagellm_gateway::server::{spawn as spawn_gateway, RunningGateway};
+use sagellm_sim::{SimConfig, SimHandle};
+use serde_json::{json, Value};
+
+pub struct Fleet {
+    pub sims: Vec<SimHandle>,
+    pub gw: RunningGateway,
+    pub http: reqwest::Client,
+}
+
+/// The test defaults: loopback, one proxy thread, fast probes, seeded policies, short grace.
+pub fn test_config(workers: &[(String, u32)]) -> Config {
+    let mut c = Config::default();
+    c.server.host = "127.0.0.1".into();
+    c.server.port = 0;
+    c.server.threads = 1;
+    c.server.grace_period_seconds = 0;
+    c.health.check_interval_ms = 100;
+    c.health.scrape_interval_ms = 50;
+    c.routing.seed = Some(7);
+    c.workers = workers
+        .iter()
+        .map(|(url, weight)| WorkerConfig {
+            url: url.clone(),
+            weight: *weight,
+            models: vec![],
+        })
+        .collect();
+    c
+}
+
+/// A sim named `name` serving `model`.
+pub fn sim(name: &str, model: &str) -> SimConfig {
+    SimConfig {
+        name: name.into(),
+        models: vec![model.into()],
+        ..Default::default()
+    }
+}
+
+impl Fleet {
+    /// Start the sims, then a gateway in front of them (weights 1), and wait until every
+    /// worker is routable.
+    pub async fn start(sims: Vec<SimConfig>, tweak: impl FnOnce(&mut Config)) -> Fleet {
+        let mut handles = Vec::new();
+        for s in sims {
+            handles.push(sagellm_sim::spawn(s).await.expect("sim starts"));
+        }
+        let workers: Vec<(String, u32)> = handles.iter().map(|h| (h.url(), 1)).collect();
+        let mut config = test_config(&workers);
+        tweak(&mut config);
+        let expected = config.workers.len();
+        let gw =
+            tokio::task::spawn_blocking(move || spawn_gateway(config).expect("gateway starts"))
+                .await
+                .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), gw.state.wait_routable(expected))
+            .await
+            .expect("all workers become routable");
+        Fleet {
+            sims: handles,
+            gw,
+            http: client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.gw.url(), path)
+    }
+
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stop the gateway on a blocking thread (its shutdown joins Pingora's thread).
+    pub async fn stop(self) {
+        let Fleet { gw, sims, .. } = self;
+        tokio::task::spawn_blocking(move || gw.stop())
+            .await
+            .unwrap();
+        drop(sims);
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub fn chat_body(model: &str, content: &str) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": content }], "max_tokens": 4 })
+}
+
+/// The `x-sim-name` of the worker that answered.
+pub fn served_by(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-sim-name")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Assert an OpenAI-shaped error body with this status and return it.
+pub async fn expect_error(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "error content type"
+    );
+    let v: Value = resp.json().await.expect("error body is JSON");
+    let e = &v["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error.message in {v}"
+    );
+    assert!(e["type"].is_string(), "error.type in {v}");
+    assert!(
+        e.get("param").is_some() && e.get("code").is_some(),
+        "error.param/code in {v}"
+    );
+    v
+}
