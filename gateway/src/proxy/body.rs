@@ -35,6 +35,29 @@ impl Framing {
     }
 }
 
+/// Most bytes read and thrown away after an early error response.
+pub const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+/// Longest time spent throwing away an unread body.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After an early error response (413, 400 …) the client may still be sending its body.
+/// Closing at once would reset the connection before the client reads the answer (it sees
+/// "broken pipe" instead of the 413), so read and discard the rest first, bounded in bytes
+/// and time (nginx calls this a lingering close).
+pub async fn drain(session: &mut Session) {
+    let downstream = session.as_downstream_mut();
+    let mut seen = 0usize;
+    let discard = async {
+        while let Ok(Some(chunk)) = downstream.read_request_body().await {
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, discard).await;
+}
+
 /// Read `Content-Length` / `Transfer-Encoding`.
 pub fn framing(session: &Session) -> Result<Framing, GatewayError> {
     let headers = &session.req_header().headers;

@@ -38,6 +38,9 @@ use ctx::{BodyMode, RequestCtx};
 use request::KeySources;
 use route::{Endpoint, Route};
 
+/// Response header naming the worker that served the request.
+pub const WORKER_HEADER: http::HeaderName = http::HeaderName::from_static("x-sagellm-worker");
+
 /// The Pingora application: one per gateway, shared by all requests.
 pub struct Gateway {
     pub state: Arc<AppState>,
@@ -78,6 +81,9 @@ impl Gateway {
             body::framing(session).map(|f| f.has_body()).unwrap_or(true) && !session.is_body_done();
         ctx.local = true;
         respond::write_error(session, &err, ctx.flavor, close).await?;
+        if close {
+            body::drain(session).await;
+        }
         ctx.error = Some(err);
         Ok(true)
     }
@@ -85,7 +91,7 @@ impl Gateway {
     /// Headers the gateway adds to every proxied response.
     fn decorate_response(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
         if let Some(w) = &ctx.worker {
-            let _ = resp.insert_header("x-sagellm-worker", w.id.as_str());
+            let _ = resp.insert_header(WORKER_HEADER, w.id_header.clone());
         }
         if ctx.observer.sse {
             // Tell buffering reverse proxies in front of us (nginx) to pass events through.
@@ -181,6 +187,11 @@ impl ProxyHttp for Gateway {
         RequestCtx::default()
     }
 
+    /// No downstream modules: Pingora's default adds a (disabled) compression module whose
+    /// filters still run on every response. LLM responses are never compressed here (that
+    /// would buffer SSE streams).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         ctx.route = route::classify(&req.method, req.uri.path());
@@ -249,7 +260,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(w) = &ctx.worker {
-            upstream_request.insert_header("host", w.spec.authority.as_str())?;
+            upstream_request.insert_header(http::header::HOST, w.host_header.clone())?;
         }
         upstream_request.remove_header("expect");
         Ok(())

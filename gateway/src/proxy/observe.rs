@@ -2,6 +2,7 @@
 //! streams), SSE events, and the `usage` token counts, scanned incrementally from the chunks
 //! (the final JSON of a plain response, or the last SSE chunk of a stream).
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use memchr::memmem;
@@ -23,10 +24,16 @@ pub struct ResponseObserver {
     tail: Vec<u8>,
 }
 
-fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
+static COMPLETION_TOKENS: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"completion_tokens\":"));
+static PROMPT_TOKENS: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"prompt_tokens\":"));
+static DATA: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"data:"));
+
+fn number_after(hay: &[u8], key: &memmem::Finder<'_>) -> Option<u64> {
     let mut last = None;
-    for at in memmem::find_iter(hay, key) {
-        let rest = &hay[at + key.len()..];
+    for at in key.find_iter(hay) {
+        let rest = &hay[at + key.needle().len()..];
         let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         // Only a complete number (followed by something) counts: "12" split as "1"|"2" would lie.
@@ -54,7 +61,7 @@ impl ResponseObserver {
         }
         self.bytes += chunk.len() as u64;
         if self.sse {
-            self.sse_events += memmem::find_iter(chunk, b"data:").count() as u64;
+            self.sse_events += DATA.find_iter(chunk).count() as u64;
         }
         // The seam between the previous chunk and this one.
         if !self.tail.is_empty() {
@@ -69,10 +76,10 @@ impl ResponseObserver {
     }
 
     fn scan(&mut self, hay: &[u8]) {
-        if let Some(n) = number_after(hay, b"\"completion_tokens\":") {
+        if let Some(n) = number_after(hay, &COMPLETION_TOKENS) {
             self.completion_tokens = Some(n);
         }
-        if let Some(n) = number_after(hay, b"\"prompt_tokens\":") {
+        if let Some(n) = number_after(hay, &PROMPT_TOKENS) {
             self.prompt_tokens = Some(n);
         }
     }

@@ -39,6 +39,9 @@ pub struct Worker {
     pub uid: u64,
     /// Stable, human-readable id: the worker's `host:port`.
     pub id: String,
+    /// `id` and `host:port` as ready-made header values (no per-request parsing).
+    pub id_header: http::HeaderValue,
+    pub host_header: http::HeaderValue,
     pub spec: WorkerSpec,
     weight: AtomicU32,
     pub load: Load,
@@ -68,6 +71,11 @@ pub struct WorkerInfo {
     pub served: u64,
 }
 
+/// `host:port` is validated ASCII, so this never falls back in practice.
+fn header_value(s: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(s).unwrap_or_else(|_| http::HeaderValue::from_static("invalid"))
+}
+
 impl Worker {
     pub fn new(spec: WorkerSpec) -> Self {
         static NEXT_UID: AtomicU64 = AtomicU64::new(1);
@@ -79,6 +87,8 @@ impl Worker {
         Self {
             uid: NEXT_UID.fetch_add(1, Relaxed),
             id: spec.authority.clone(),
+            id_header: header_value(&spec.authority),
+            host_header: header_value(&spec.authority),
             weight: AtomicU32::new(spec.weight),
             spec,
             load: Load::default(),

@@ -36,11 +36,13 @@ pub fn test_config(workers: &[(String, u32)]) -> Config {
     c
 }
 
-/// A sim named `name` serving `model`.
+/// A fast sim (2 ms to first token, 1 ms per token) named `name` serving `model`.
 pub fn sim(name: &str, model: &str) -> SimConfig {
     SimConfig {
         name: name.into(),
         models: vec![model.into()],
+        ttft: Duration::from_millis(2),
+        tpot: Duration::from_millis(1),
         ..Default::default()
     }
 }
