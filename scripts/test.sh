@@ -6,6 +6,7 @@ cd "$ROOT"
 
 ensure_build_deps
 ensure_apt curl
+"$ROOT/scripts/fetch-model.sh"     # the engine's tests run the real default model
 build_release
 log "running the test suite"
 cargo test --release --workspace --locked

@@ -346,7 +346,9 @@ async fn bodies_of_any_size_arrive_intact_and_are_routed_by_model() {
     let resp = fleet
         .http
         .post(fleet.url("/v1/chat/completions"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .expect("the 413 is readable: the gateway drains the body before closing");

@@ -1,0 +1,66 @@
+//! Command-line flags of `sagellm-engine`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Weights' compute dtype. On CPU `f32` decodes fastest (measured in docs/BENCHMARKS.md);
+/// `auto` is mistral.rs's own choice (F16 on CPU, BF16/F16 on GPUs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Dtype {
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "sagellm-engine",
+    version,
+    about = "OpenAI-compatible mistral.rs inference worker with vLLM-compatible metrics"
+)]
+pub struct EngineArgs {
+    /// Path of a local GGUF model file (tokenizer and chat template are read from its metadata)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Listen address
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Listen port (0 = any free port; the chosen one is printed)
+    #[arg(long, default_value_t = 8001)]
+    pub port: u16,
+    /// Sequences generated together in one batch; more requests wait in the engine's queue
+    #[arg(long, default_value_t = 8)]
+    pub max_seqs: usize,
+    /// CPU threads for the model's kernels (default: all cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Model id reported by /v1/models and accepted in requests (default: the file name
+    /// without `.gguf`)
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+    /// Compute dtype
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+    /// Prompt prefixes kept in the prefix cache (0 disables it)
+    #[arg(long, default_value_t = 16)]
+    pub prefix_cache: usize,
+    /// Log format
+    #[arg(long, value_parser = ["human", "json"], default_value = "human")]
+    pub log_format: String,
+}
+
+impl EngineArgs {
+    /// The model id served: `--served-model-name` or the file stem.
+    pub fn model_name(&self) -> String {
+        self.served_model_name.clone().unwrap_or_else(|| {
+            let name = self
+                .model
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.strip_suffix(".gguf").unwrap_or(&name).to_string()
+        })
+    }
+}
