@@ -5,6 +5,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # One target dir outside the clone, shared by every checkout on this machine (see DESIGN §10).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sagellm-target}"
 BIN="$CARGO_TARGET_DIR/release"
+# The engine's quantized CPU kernels (candle) have AVX2 paths selected at compile time only;
+# without these target features every matrix product runs the scalar fallback (~4x slower).
+# Binaries are built on the machine that runs them, so use its AVX2/FMA when it has them.
+if [ -z "${RUSTFLAGS+x}" ] && [ "$(uname -m)" = x86_64 ] \
+   && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; then
+  export RUSTFLAGS="-C target-cpu=x86-64-v3"
+fi
 
 log() { printf '\033[1;34m[sagellm]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[sagellm] error:\033[0m %s\n' "$*" >&2; exit 1; }

@@ -14,6 +14,13 @@ pub enum Dtype {
     Bf16,
 }
 
+/// Whether to re-encode slow quantization types (see `transcode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Requantize {
+    Auto,
+    Off,
+}
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "sagellm-engine",
@@ -43,6 +50,10 @@ pub struct EngineArgs {
     /// Compute dtype
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
+    /// Re-encode weights whose quantization has no fast CPU kernel (Q4_1, Q5_0, Q5_1) as
+    /// Q8_0, cached next to the model (`off` loads the file as it is)
+    #[arg(long, value_enum, default_value_t = Requantize::Auto)]
+    pub requantize: Requantize,
     /// Prompt prefixes kept in the prefix cache (0 disables it)
     #[arg(long, default_value_t = 16)]
     pub prefix_cache: usize,

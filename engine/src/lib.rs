@@ -13,6 +13,7 @@
 //!   a client that disconnects cancels its sequence).
 //! - [`inflight`] and [`metrics`]: the vLLM gauges and histograms.
 //! - [`sampling`]: sampling parameters, including reproducible per-request `seed`s.
+//! - [`transcode`]: re-encoding weights without fast CPU kernels (Q4_1, Q5) as Q8_0.
 //!
 //! ```text
 //! sagellm-engine --model models/SmolLM2-135M-Instruct.Q4_1.gguf --port 8001
@@ -31,3 +32,4 @@ pub mod sampling;
 pub mod server;
 pub mod state;
 pub mod stop;
+pub mod transcode;

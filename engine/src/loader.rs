@@ -15,7 +15,8 @@ use mistralrs::core::{
     GGUFSpecificConfig, MistralRs, MistralRsBuilder, ModelDType, SchedulerConfig, TokenSource,
 };
 
-use crate::args::{Dtype, EngineArgs};
+use crate::args::{Dtype, EngineArgs, Requantize};
+use crate::transcode;
 
 /// A loaded model, ready for requests.
 pub struct LoadedModel {
@@ -63,6 +64,15 @@ pub async fn load(args: &EngineArgs) -> anyhow::Result<LoadedModel> {
         .model
         .canonicalize()
         .with_context(|| format!("resolving {}", args.model.display()))?;
+    let path = match args.requantize {
+        Requantize::Auto => {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || transcode::prepare(&p))
+                .await
+                .context("re-encoding task")??
+        }
+        Requantize::Off => path,
+    };
     let dir = path
         .parent()
         .map(|p| p.to_string_lossy().into_owned())

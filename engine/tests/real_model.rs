@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use sagellm_engine::args::{Dtype, EngineArgs};
+use sagellm_engine::args::{Dtype, EngineArgs, Requantize};
 use serde_json::{json, Value};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -39,6 +39,7 @@ fn args(max_seqs: usize) -> EngineArgs {
         threads: None,
         served_model_name: Some("smollm2".into()),
         dtype: Dtype::F32,
+        requantize: Requantize::Auto,
         prefix_cache: 16,
         log_format: "human".into(),
     }
