@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Proxy overhead benchmark: requests/s and latency through sagellm-gateway, through
 # vllm-router (vLLM's Rust router, round_robin) and direct, all in front of the same two
-# nginx upstreams that return a fixed chat completion. Runs are alternated in one go and the
+# nginx upstreams that return a fixed chat completion. A bare Pingora proxy
+# (gateway/examples/bare_pingora.rs: round robin, nothing else) shows the floor Pingora
+# itself sets. Runs are alternated in one go and the
 # same-run ratios printed (absolute numbers swing with machine load; ratios are the result).
 #
 #   ./scripts/bench-proxy.sh            # ROUNDS=3 DURATION=10 CONNECTIONS=32 by default
@@ -16,7 +18,7 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-2}
 GW_THREADS=${GW_THREADS:-2}
-UP1=18001 UP2=18002 GW=18080 VR=18090
+UP1=18001 UP2=18002 GW=18080 VR=18090 BARE=18085
 
 ensure_build_deps
 ensure_apt wrk nginx-light curl python3-venv
@@ -26,7 +28,7 @@ if [ ! -x "$VENV/bin/vllm-router" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q vllm-router
 fi
-(cd "$ROOT" && cargo build --release --locked -p sagellm-gateway)
+(cd "$ROOT" && cargo build --release --locked -p sagellm-gateway --bins --example bare_pingora)
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -70,6 +72,8 @@ for port in $UP1 $UP2; do wait_http "http://127.0.0.1:$port/health" 20 || die "n
 LLM_LOG=warn "$BIN/sagellm-gateway" --host 127.0.0.1 --port $GW --threads "$GW_THREADS" \
   --worker-urls "http://127.0.0.1:$UP1,http://127.0.0.1:$UP2" --routing-strategy round_robin >"$WORK/gw.log" 2>&1 &
 PIDS+=($!)
+"$BIN/examples/bare_pingora" 127.0.0.1:$BARE 127.0.0.1:$UP1 127.0.0.1:$UP2 >"$WORK/bare.log" 2>&1 &
+PIDS+=($!)
 "$VENV/bin/vllm-router" --host 127.0.0.1 --port $VR --policy round_robin --log-level warning \
   --worker-urls "http://127.0.0.1:$UP1" "http://127.0.0.1:$UP2" >"$WORK/vr.log" 2>&1 &
 PIDS+=($!)
@@ -108,7 +112,7 @@ to_ms() { # wrk prints 123.45us / 1.23ms / 1.01s
 log "warm-up"; DURATION=2 run warmup $GW >/dev/null; DURATION=2 run warmup $VR >/dev/null
 for r in $(seq "$ROUNDS"); do
   log "round $r/$ROUNDS (${DURATION}s each, $CONNECTIONS connections)"
-  run direct $UP1; run gateway $GW; run vllm-router $VR
+  run direct $UP1; run gateway $GW; run vllm-router $VR; run bare-pingora $BARE
 done
 
 # Per-request overhead without queueing: one connection, latency only.
@@ -122,12 +126,14 @@ col() { awk -v c="$2" '{print $c}' "$WORK/$1" | median; }
 d_rps=$(col direct 1); g_rps=$(col gateway 1); v_rps=$(col vllm-router 1)
 d_p50=$(col direct 2); g_p50=$(col gateway 2); v_p50=$(col vllm-router 2)
 d_p99=$(col direct 3); g_p99=$(col gateway 3); v_p99=$(col vllm-router 3)
+b_rps=$(col bare-pingora 1); b_p50=$(col bare-pingora 2); b_p99=$(col bare-pingora 3)
 echo
 echo "| target | req/s (median of $ROUNDS) | p50 ms | p99 ms |"
 echo "|---|---|---|---|"
 echo "| direct (nginx) | $d_rps | $d_p50 | $d_p99 |"
 echo "| sagellm-gateway | $g_rps | $g_p50 | $g_p99 |"
 echo "| vllm-router $("$VENV/bin/pip" show vllm-router 2>/dev/null | awk '/^Version/ {print $2}') | $v_rps | $v_p50 | $v_p99 |"
+echo "| bare Pingora (floor) | $b_rps | $b_p50 | $b_p99 |"
 echo
 echo "| at 1 connection | req/s | p50 ms | p99 ms |"
 echo "|---|---|---|---|"
@@ -137,5 +143,5 @@ done
 echo
 awk -v g1="$(col gateway1 2)" -v d1="$(col direct1 2)" -v v1="$(col vllm-router1 2)" \
   'BEGIN { printf "added p50 at 1 connection: gateway %.3f ms, vllm-router %.3f ms\n", g1-d1, v1-d1 }'
-awk -v g="$g_rps" -v v="$v_rps" -v gp="$g_p50" -v dp="$d_p50" \
-  'BEGIN { printf "gateway / vllm-router throughput: %.2fx\ngateway added p50 over direct: %.3f ms\n", g/v, gp-dp }'
+awk -v g="$g_rps" -v v="$v_rps" -v b="$b_rps" -v gp="$g_p50" -v dp="$d_p50" \
+  'BEGIN { printf "gateway / vllm-router throughput: %.2fx (bare Pingora / vllm-router: %.2fx; gateway / bare Pingora: %.2f)\ngateway added p50 over direct: %.3f ms\n", g/v, b/v, g/b, gp-dp }'
