@@ -30,19 +30,34 @@ impl ProxyHttp for Bare {
 
     async fn upstream_peer(&self, _s: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
-        Ok(Box::new(HttpPeer::new(self.upstreams[i], false, String::new())))
+        Ok(Box::new(HttpPeer::new(
+            self.upstreams[i],
+            false,
+            String::new(),
+        )))
     }
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let listen = args.next().expect("usage: bare_pingora LISTEN UPSTREAM...");
-    let upstreams: Vec<SocketAddr> = args.map(|a| a.parse().expect("upstream host:port")).collect();
+    let upstreams: Vec<SocketAddr> = args
+        .map(|a| a.parse().expect("upstream host:port"))
+        .collect();
     assert!(!upstreams.is_empty(), "give at least one upstream");
-    let conf = ServerConf { threads: 2, ..ServerConf::default() };
+    let conf = ServerConf {
+        threads: 2,
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut svc = http_proxy_service(&server.configuration, Bare { upstreams, next: AtomicUsize::new(0) });
+    let mut svc = http_proxy_service(
+        &server.configuration,
+        Bare {
+            upstreams,
+            next: AtomicUsize::new(0),
+        },
+    );
     svc.add_tcp(&listen);
     server.add_service(svc);
     server.run_forever();
