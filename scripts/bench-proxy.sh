@@ -69,7 +69,8 @@ CONF
 done
 for port in $UP1 $UP2; do wait_http "http://127.0.0.1:$port/health" 20 || die "nginx :$port did not start"; done
 
-LLM_LOG=warn "$BIN/sagellm-gateway" --host 127.0.0.1 --port $GW --threads "$GW_THREADS" \
+# Rate limits off: the comparison is proxy overhead (vllm-router has none by default).
+LLM_RATE_LIMIT_ENABLED=false LLM_LOG=warn "$BIN/sagellm-gateway" --host 127.0.0.1 --port $GW --threads "$GW_THREADS" \
   --worker-urls "http://127.0.0.1:$UP1,http://127.0.0.1:$UP2" --routing-strategy round_robin >"$WORK/gw.log" 2>&1 &
 PIDS+=($!)
 "$BIN/examples/bare_pingora" 127.0.0.1:$BARE 127.0.0.1:$UP1 127.0.0.1:$UP2 >"$WORK/bare.log" 2>&1 &

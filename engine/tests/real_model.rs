@@ -543,7 +543,7 @@ async fn the_gateway_fronts_the_engine() {
     tokio::time::timeout(Duration::from_secs(30), gw.state.wait_routable(1))
         .await
         .unwrap();
-    let info = gw.state.pool.load().workers[0].info(0);
+    let info = gw.state.pool.load().workers[0].info(0, &Default::default());
     assert_eq!(
         info.kind,
         sagellm_gateway::worker::WorkerKind::SagellmEngine

@@ -10,6 +10,9 @@
 //! - [`worker`]: what the gateway knows about each worker (load, stats, lifecycle) and the
 //!   atomically swapped [`worker::pool::Pool`].
 //! - [`probe`]: health checks, model discovery and `/metrics` scrapes.
+//! - Protection: [`worker::breaker`] (circuit breakers), [`proxy::retry`] (failover),
+//!   [`limits`] (token buckets), [`auth`] (API keys).
+//! - [`admin`]: the management API, served on the public port through an internal service.
 //! - [`config`]: the configuration struct, its defaults and sources.
 //! - [`server`]: assembling and running the Pingora server ([`server::spawn`] for tests).
 //!
@@ -21,9 +24,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod housekeeping;
 pub mod http_client;
+pub mod limits;
 pub mod probe;
 pub mod proxy;
 pub mod routing;

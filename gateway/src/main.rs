@@ -62,6 +62,7 @@ fn main() {
         worker_urls: args.worker_urls,
         routing_strategy: args.routing_strategy,
         threads: args.threads,
+        ..Default::default()
     };
     let explicit = args
         .config
@@ -87,7 +88,7 @@ fn main() {
         strategy = state.policy.load().name(),
         "sagellm-gateway starting"
     );
-    sagellm_gateway::server::run_forever(server)
+    sagellm_gateway::server::run_forever(server, state)
 }
 
 fn fail(message: &str) -> ! {

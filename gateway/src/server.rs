@@ -12,7 +12,9 @@ use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use tokio::sync::Notify;
 
+use crate::admin::AdminService;
 use crate::config::{Config, ConfigError};
+use crate::housekeeping::Housekeeping;
 use crate::probe::prober::Prober;
 use crate::proxy::Gateway;
 use crate::state::AppState;
@@ -30,31 +32,98 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), ConfigError> {
     };
     let conf = ServerConf {
         threads,
-        grace_period_seconds: Some(config.server.grace_period_seconds),
+        // The grace period is spent in `ShutdownSignals` (it ends as soon as in-flight
+        // requests finished); Pingora's own fixed sleep is not needed after that.
+        grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(5),
         ..ServerConf::default()
     };
     let state = AppState::new(config, specs);
+    let (admin, admin_addr) = AdminService::bind(state.clone()).map_err(|e| {
+        ConfigError::new(
+            "admin",
+            format!("cannot bind the internal admin listener: {e}"),
+        )
+    })?;
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy =
-        pingora::proxy::http_proxy_service(&server.configuration, Gateway::new(state.clone()));
+    let gateway = Gateway::new(state.clone(), admin_addr);
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&listen);
     server.add_service(proxy);
+    server.add_service(background_service("admin", admin));
     server.add_service(background_service(
         "prober",
         Prober {
             state: state.clone(),
         },
     ));
+    server.add_service(background_service(
+        "housekeeping",
+        Housekeeping {
+            state: state.clone(),
+        },
+    ));
     Ok((server, state))
 }
 
-/// Run until SIGTERM (graceful: in-flight requests finish within the grace period) or
-/// SIGINT (fast). Never returns.
-pub fn run_forever(server: Server) -> ! {
-    server.run_forever()
+/// How the gateway is asked to stop: Unix signals, or a [`Notify`] (tests, embedding).
+/// SIGTERM (or the notify) drains: new LLM requests get 503, in-flight ones may finish
+/// within `server.grace_period_seconds`, then the server stops and the process exits 0.
+/// SIGINT stops at once; SIGQUIT hands the listeners to a new process (Pingora upgrade).
+pub struct ShutdownSignals {
+    state: Arc<AppState>,
+    notify: Option<Arc<Notify>>,
+}
+
+async fn unix_signal(kind: tokio::signal::unix::SignalKind) {
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut s) => drop(s.recv().await),
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for ShutdownSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::SignalKind;
+        let graceful = async {
+            match &self.notify {
+                Some(n) => n.notified().await,
+                None => unix_signal(SignalKind::terminate()).await,
+            }
+        };
+        let others = async {
+            if self.notify.is_some() {
+                return std::future::pending::<ShutdownSignal>().await;
+            }
+            tokio::select! {
+                _ = unix_signal(SignalKind::interrupt()) => ShutdownSignal::FastShutdown,
+                _ = unix_signal(SignalKind::quit()) => ShutdownSignal::GracefulUpgrade,
+            }
+        };
+        tokio::select! {
+            _ = graceful => {
+                let grace = std::time::Duration::from_secs(self.state.config.load().server.grace_period_seconds);
+                tracing::info!(in_flight = self.state.active_requests(), grace_seconds = grace.as_secs(), "draining before shutdown");
+                self.state.drain(grace).await;
+                ShutdownSignal::GracefulTerminate
+            }
+            signal = others => signal,
+        }
+    }
+}
+
+/// Run until SIGTERM (graceful, see [`ShutdownSignals`]) or SIGINT (fast), then exit 0.
+pub fn run_forever(server: Server, state: Arc<AppState>) -> ! {
+    server.run(RunArgs {
+        shutdown_signal: Box::new(ShutdownSignals {
+            state,
+            notify: None,
+        }),
+    });
+    std::process::exit(0)
 }
 
 /// A gateway running on a background thread (tests, embedding).
@@ -63,16 +132,6 @@ pub struct RunningGateway {
     pub state: Arc<AppState>,
     stop: Arc<Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-struct NotifySignal(Arc<Notify>);
-
-#[async_trait]
-impl ShutdownSignalWatch for NotifySignal {
-    async fn recv(&self) -> ShutdownSignal {
-        self.0.notified().await;
-        ShutdownSignal::GracefulTerminate
-    }
 }
 
 /// A free loopback port (the listener is closed again; Pingora binds by address).
@@ -89,7 +148,10 @@ pub fn spawn(mut config: Config) -> anyhow::Result<RunningGateway> {
     let addr: SocketAddr = format!("{}:{}", config.server.host, config.server.port).parse()?;
     let (server, state) = build(config)?;
     let stop = Arc::new(Notify::new());
-    let signal = NotifySignal(stop.clone());
+    let signal = ShutdownSignals {
+        state: state.clone(),
+        notify: Some(stop.clone()),
+    };
     let thread = std::thread::Builder::new()
         .name("sagellm-gateway".into())
         .spawn(move || {

@@ -2,14 +2,17 @@
 //! routing policy, and a readiness signal. Everything is swapped atomically; readers on the
 //! request path only `load()`.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::http_client::{self, HttpClient};
+use crate::limits::RateLimits;
 use crate::routing::{self, Policy};
 use crate::worker::pool::PoolHandle;
 use crate::worker::spec::WorkerSpec;
@@ -19,11 +22,29 @@ pub struct AppState {
     pub pool: PoolHandle,
     /// The routing policy built from `config.routing` (rebuilt when it changes).
     pub policy: ArcSwap<Box<dyn Policy>>,
+    /// Token buckets built from `config.rate_limit` (rebuilt when it changes).
+    pub limits: ArcSwap<RateLimits>,
+    /// API and admin keys built from `config.auth`.
+    pub auth: ArcSwap<Auth>,
     pub started: Instant,
     /// Number of routable workers, published after every health check.
     routable: watch::Sender<usize>,
     /// Client for the gateway's own requests to workers (probes, large-body forwarding).
     pub client: HttpClient,
+    /// LLM requests in flight through the gateway.
+    active: Arc<AtomicUsize>,
+    /// Set when the gateway is shutting down: new LLM requests get 503.
+    draining: AtomicBool,
+}
+
+/// One LLM request in flight (see [`AppState::begin_request`]).
+#[derive(Debug)]
+pub struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -46,11 +67,53 @@ impl AppState {
         Arc::new(Self {
             pool: PoolHandle::new(specs),
             policy: ArcSwap::from_pointee(policy),
+            limits: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
+            auth: ArcSwap::from_pointee(Auth::new(&config.auth)),
             config: ArcSwap::from_pointee(config),
             started: Instant::now(),
             routable: watch::channel(0).0,
             client,
+            active: Arc::new(AtomicUsize::new(0)),
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Count one LLM request in flight, unless `max` (0 = unlimited) are already.
+    pub fn begin_request(&self, max: usize) -> Option<ActiveGuard> {
+        let n = self.active.fetch_add(1, Relaxed);
+        let guard = ActiveGuard(self.active.clone());
+        (max == 0 || n < max).then_some(guard)
+    }
+
+    pub fn active_requests(&self) -> usize {
+        self.active.load(Relaxed)
+    }
+
+    /// Start shutting down: new LLM requests are refused from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Relaxed)
+    }
+
+    /// Shut down gracefully: refuse new requests, then wait until the in-flight ones finished
+    /// or `grace` elapsed. Returns whether everything finished in time.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.start_draining();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.active_requests() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    in_flight = self.active_requests(),
+                    "grace period over, stopping anyway"
+                );
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Recount routable workers and publish the number.

@@ -23,6 +23,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub health: HealthConfig,
     pub upstream: UpstreamConfig,
+    pub retry: RetryConfig,
+    pub circuit_breaker: CircuitBreakerConfig,
+    pub rate_limit: RateLimitConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -97,6 +101,8 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     /// Time allowed to read a request body once its headers arrived.
     pub body_read_timeout_ms: u64,
+    /// LLM requests in flight at once; more get 503 with `Retry-After` (0 = no limit).
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -123,8 +129,59 @@ pub struct UpstreamConfig {
     pub read_timeout_ms: u64,
     /// Idle pooled connections are closed after this; keep it below the workers' keep-alive (5 s).
     pub idle_timeout_ms: u64,
-    /// Attempts per request, the first included, on different workers.
+}
+
+/// Retries on another worker while nothing reached the client.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts per request, the first included, each on a different worker (1 = no retries).
     pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles per attempt up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// No retry starts later than this after the request arrived.
+    pub total_timeout_ms: u64,
+}
+
+/// The per-worker circuit breaker.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    pub enabled: bool,
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// Seconds an open breaker waits before admitting trial requests.
+    pub timeout_seconds: u64,
+    /// Trial requests admitted while half-open.
+    pub half_open_requests: u32,
+    /// Successful trials that close the breaker.
+    pub success_threshold: u32,
+    /// A call whose response starts later than this counts as a failure.
+    pub slow_call_threshold_ms: u64,
+}
+
+/// Token buckets (0 in a rate turns that bucket off).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Requests per second over all clients.
+    pub global_rps: u32,
+    /// Requests the global bucket lets through at once.
+    pub global_burst: u32,
+    /// Requests per minute per user (API key, else `user` field, else client IP).
+    pub per_user_rpm: u32,
+    /// Requests per second per worker; a worker at its limit is skipped, not failed.
+    pub per_worker_qps: u32,
+}
+
+/// API keys. Empty `api_keys` = LLM endpoints open; no `admin_key` = management open.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub api_keys: Vec<String>,
+    pub admin_key: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -195,6 +252,56 @@ impl Default for LimitsConfig {
         Self {
             max_body_bytes: 16 * 1024 * 1024,
             body_read_timeout_ms: 30_000,
+            max_concurrent_requests: 4096,
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_backoff_ms: 25,
+            max_backoff_ms: 1_000,
+            total_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_threshold: 5,
+            timeout_seconds: 30,
+            half_open_requests: 3,
+            success_threshold: 3,
+            slow_call_threshold_ms: 5_000,
+        }
+    }
+}
+
+impl CircuitBreakerConfig {
+    pub fn settings(&self) -> crate::worker::breaker::BreakerSettings {
+        crate::worker::breaker::BreakerSettings {
+            enabled: self.enabled,
+            failure_threshold: self.failure_threshold,
+            timeout: std::time::Duration::from_secs(self.timeout_seconds),
+            half_open_requests: self.half_open_requests,
+            success_threshold: self.success_threshold,
+            slow_call_threshold: std::time::Duration::from_millis(self.slow_call_threshold_ms),
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            global_rps: 100,
+            global_burst: 200,
+            per_user_rpm: 60,
+            per_worker_qps: 50,
         }
     }
 }
@@ -217,7 +324,6 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: 2_000,
             read_timeout_ms: 300_000,
             idle_timeout_ms: 4_000,
-            max_attempts: 3,
         }
     }
 }
@@ -381,11 +487,63 @@ impl Config {
             "upstream.idle_timeout_ms",
             "must be >= 1",
         )?;
+        let r = &self.retry;
         check(
-            (1..=10).contains(&u.max_attempts),
-            "upstream.max_attempts",
+            (1..=10).contains(&r.max_attempts),
+            "retry.max_attempts",
             "must be 1..=10 (1 disables retries)",
         )?;
+        check(
+            r.max_backoff_ms >= r.initial_backoff_ms,
+            "retry.max_backoff_ms",
+            "must be >= retry.initial_backoff_ms",
+        )?;
+        check(
+            r.total_timeout_ms >= 1,
+            "retry.total_timeout_ms",
+            "must be >= 1",
+        )?;
+        let b = &self.circuit_breaker;
+        check(
+            b.failure_threshold >= 1,
+            "circuit_breaker.failure_threshold",
+            "must be >= 1",
+        )?;
+        check(
+            b.half_open_requests >= 1,
+            "circuit_breaker.half_open_requests",
+            "must be >= 1",
+        )?;
+        check(
+            (1..=b.half_open_requests).contains(&b.success_threshold),
+            "circuit_breaker.success_threshold",
+            "must be between 1 and circuit_breaker.half_open_requests",
+        )?;
+        check(
+            b.slow_call_threshold_ms >= 1,
+            "circuit_breaker.slow_call_threshold_ms",
+            "must be >= 1",
+        )?;
+        let rl = &self.rate_limit;
+        check(
+            rl.global_rps == 0 || rl.global_burst >= 1,
+            "rate_limit.global_burst",
+            "must be >= 1 when rate_limit.global_rps is set",
+        )?;
+        for (i, k) in self.auth.api_keys.iter().enumerate() {
+            check(
+                k.trim().len() >= 8,
+                &format!("auth.api_keys[{i}]"),
+                "API keys must have at least 8 characters",
+            )?;
+        }
+        if let Some(k) = &self.auth.admin_key {
+            check(
+                k.trim().len() >= 8,
+                "auth.admin_key",
+                "must have at least 8 characters",
+            )?;
+        }
         Ok(())
     }
 

@@ -18,10 +18,27 @@ pub struct Overrides {
     pub worker_urls: Option<String>,
     pub routing_strategy: Option<String>,
     pub threads: Option<usize>,
+    pub rate_limit_enabled: Option<bool>,
+    pub circuit_breaker_enabled: Option<bool>,
+    /// Comma-separated API keys (replaces `auth.api_keys`).
+    pub api_keys: Option<String>,
+    pub admin_key: Option<String>,
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            name,
+            format!("`{v}` is not a boolean (true/false)"),
+        )),
+    }
 }
 
 impl Overrides {
-    /// Read `LLM_HOST`, `LLM_PORT`, `LLM_WORKER_URLS`, `LLM_ROUTING_STRATEGY`, `LLM_THREADS`
+    /// Read `LLM_HOST`, `LLM_PORT`, `LLM_WORKER_URLS`, `LLM_ROUTING_STRATEGY`, `LLM_THREADS`,
+    /// `LLM_RATE_LIMIT_ENABLED`, `LLM_CIRCUIT_BREAKER_ENABLED`, `LLM_API_KEYS`, `LLM_ADMIN_KEY`
     /// through `get` (tests pass a map; `main` passes `std::env::var`).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let port = match get("LLM_PORT") {
@@ -36,7 +53,12 @@ impl Overrides {
             })?),
             None => None,
         };
+        let flag = |name: &str| get(name).map(|v| parse_bool(name, &v)).transpose();
         Ok(Self {
+            rate_limit_enabled: flag("LLM_RATE_LIMIT_ENABLED")?,
+            circuit_breaker_enabled: flag("LLM_CIRCUIT_BREAKER_ENABLED")?,
+            api_keys: get("LLM_API_KEYS"),
+            admin_key: get("LLM_ADMIN_KEY").filter(|v| !v.trim().is_empty()),
             host: get("LLM_HOST").filter(|v| !v.trim().is_empty()),
             port,
             worker_urls: get("LLM_WORKER_URLS").filter(|v| !v.trim().is_empty()),
@@ -59,6 +81,22 @@ impl Overrides {
         if let Some(urls) = &self.worker_urls {
             config.workers = parse_worker_urls(urls)
                 .map_err(|e| ConfigError::new(format!("{origin} worker urls"), e))?;
+        }
+        if let Some(on) = self.rate_limit_enabled {
+            config.rate_limit.enabled = on;
+        }
+        if let Some(on) = self.circuit_breaker_enabled {
+            config.circuit_breaker.enabled = on;
+        }
+        if let Some(keys) = &self.api_keys {
+            config.auth.api_keys = keys
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect();
+        }
+        if let Some(k) = &self.admin_key {
+            config.auth.admin_key = Some(k.trim().to_string());
         }
         if let Some(s) = &self.routing_strategy {
             config.routing.strategy = s
@@ -176,6 +214,24 @@ mod tests {
         assert_eq!(c.workers[0].weight, 2);
         assert_eq!(c.routing.strategy, Strategy::RoundRobin); // flag beats file
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn protection_switches_and_keys_from_env() {
+        let env_map: HashMap<&str, &str> = [
+            ("LLM_RATE_LIMIT_ENABLED", "false"),
+            ("LLM_CIRCUIT_BREAKER_ENABLED", "0"),
+            ("LLM_API_KEYS", "key-aaaaaaaa, key-bbbbbbbb"),
+            ("LLM_ADMIN_KEY", "admin-secret"),
+        ]
+        .into();
+        let env = Overrides::from_env(|k| env_map.get(k).map(|v| v.to_string())).unwrap();
+        let mut c = Config::default();
+        env.apply(&mut c, "environment").unwrap();
+        assert!(!c.rate_limit.enabled && !c.circuit_breaker.enabled);
+        assert_eq!(c.auth.api_keys, vec!["key-aaaaaaaa", "key-bbbbbbbb"]);
+        assert_eq!(c.auth.admin_key.as_deref(), Some("admin-secret"));
+        c.validate().unwrap();
     }
 
     #[test]

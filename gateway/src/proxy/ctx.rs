@@ -10,6 +10,8 @@ use super::request::RequestInfo;
 use super::route::Route;
 use crate::error::{ApiFlavor, GatewayError};
 use crate::routing::RouteHints;
+use crate::state::ActiveGuard;
+use crate::worker::breaker::Admission;
 use crate::worker::load::LoadGuard;
 use crate::worker::Worker;
 
@@ -42,6 +44,12 @@ pub struct RequestCtx {
     pub worker: Option<Arc<Worker>>,
     /// When the last attempt was dispatched (worker-side latency is measured from here).
     pub dispatched_at: Option<Instant>,
+    /// How the breaker admitted the current attempt.
+    pub admission: Option<Admission>,
+    /// Counts this request among the gateway's in-flight LLM requests.
+    pub active: Option<ActiveGuard>,
+    /// The request goes to the internal admin service (not an LLM request).
+    pub to_admin: bool,
     /// The error answered to the client, if the gateway answered one.
     pub error: Option<GatewayError>,
     pub observer: ResponseObserver,
@@ -62,6 +70,9 @@ impl Default for RequestCtx {
             guard: None,
             worker: None,
             dispatched_at: None,
+            admission: None,
+            active: None,
+            to_admin: false,
             error: None,
             observer: ResponseObserver::default(),
             local: false,

@@ -11,9 +11,9 @@ use http_body_util::{BodyExt, Full};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use super::account::Verdict;
 use super::ctx::RequestCtx;
-use super::select;
-use super::Gateway;
+use super::{retry, select, Gateway};
 use crate::error::GatewayError;
 
 /// Request headers never copied to the worker (hop-by-hop or recomputed).
@@ -43,15 +43,22 @@ const SKIP_RESPONSE: &[&str] = &[
 /// Why an attempt ended without a response for the client.
 enum AttemptError {
     /// Nothing reached the client: another worker may be tried.
-    Retryable(GatewayError),
+    Retryable(GatewayError, Verdict),
     /// The response started (or the client left): the request is over.
     Final(Option<GatewayError>),
 }
 
 /// Forward `body` with retries; writes the response (or leaves the error in `ctx.error`).
 pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, body: Bytes) {
-    let max_attempts = gw.state.config.load().upstream.max_attempts;
+    let cfg = gw.state.config.load_full();
     loop {
+        if !retry::wait_before(&cfg.retry, ctx).await {
+            ctx.error = Some(GatewayError::UpstreamFailed(format!(
+                "{} attempt(s) failed and the retry time budget is spent",
+                ctx.attempts()
+            )));
+            return;
+        }
         let worker = match select::pick(&gw.state, ctx) {
             Ok(w) => w,
             Err(e) => {
@@ -74,10 +81,10 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, body
                 ctx.error = e;
                 return;
             }
-            Err(AttemptError::Retryable(e)) => {
+            Err(AttemptError::Retryable(e, verdict)) => {
                 tracing::warn!(worker = %worker.id, error = %e, attempt = ctx.attempts(), "attempt failed");
-                gw.record_attempt_failure(ctx, true);
-                if ctx.attempts() >= max_attempts {
+                gw.end_attempt(ctx, verdict);
+                if !retry::budget_left(&cfg.retry, ctx) {
                     ctx.error = Some(e);
                     return;
                 }
@@ -122,14 +129,17 @@ async fn attempt(
 
     let resp = match tokio::time::timeout(read_timeout, gw.state.client.request(req)).await {
         Err(_) => {
-            return Err(AttemptError::Retryable(GatewayError::UpstreamTimeout(
-                "the worker did not answer in time".into(),
-            )))
+            let e = GatewayError::UpstreamTimeout("the worker did not answer in time".into());
+            return Err(AttemptError::Retryable(e, Verdict::Failure));
         }
         Ok(Err(e)) => {
-            return Err(AttemptError::Retryable(GatewayError::UpstreamFailed(
-                format!("worker request failed: {e}"),
-            )))
+            let verdict = if e.is_connect() {
+                Verdict::ConnectFailure
+            } else {
+                Verdict::Failure
+            };
+            let e = GatewayError::UpstreamFailed(format!("worker request failed: {e}"));
+            return Err(AttemptError::Retryable(e, verdict));
         }
         Ok(Ok(r)) => r,
     };
@@ -140,6 +150,10 @@ async fn attempt(
         .get("content-type")
         .and_then(|v| v.to_str().ok());
     ctx.observer.on_headers(status, content_type);
+    if retry::RETRY_STATUSES.contains(&status) && retry::budget_left(&cfg.retry, ctx) {
+        let e = GatewayError::UpstreamFailed(format!("the worker answered {status}"));
+        return Err(AttemptError::Retryable(e, Verdict::of_status(status)));
+    }
 
     let mut out = ResponseHeader::build(status, Some(parts.headers.len() + 3))
         .map_err(|e| AttemptError::Final(Some(GatewayError::Internal(e.to_string()))))?;

@@ -20,7 +20,12 @@ pub fn health(state: &AppState) -> (u16, Value) {
         })
         .collect();
     let ready = pool.routable_count();
-    let status = if ready > 0 { "ok" } else { "unavailable" };
+    let draining = state.is_draining();
+    let status = match (draining, ready > 0) {
+        (true, _) => "draining",
+        (false, true) => "ok",
+        (false, false) => "unavailable",
+    };
     let body = json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
@@ -29,7 +34,7 @@ pub fn health(state: &AppState) -> (u16, Value) {
         "total_workers": pool.workers.len(),
         "workers": workers,
     });
-    (if ready > 0 { 200 } else { 503 }, body)
+    (if ready > 0 && !draining { 200 } else { 503 }, body)
 }
 
 fn created(state: &AppState) -> u64 {

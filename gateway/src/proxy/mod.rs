@@ -1,17 +1,22 @@
 //! The proxy: Pingora's phases for one request, in order.
 //!
 //! ```text
-//! request_filter     local endpoints (/health, /v1/models) → read + validate the body →
-//!                    unknown model 404 → large bodies go to `forward`, the rest to Pingora
-//! upstream_peer      `select::pick`: eligible workers → policy → in-flight token
+//! request_filter     local endpoints (/health, /v1/models), admin paths → admin service;
+//!                    LLM paths: draining? → API key → concurrency cap → read + validate the
+//!                    body → rate limits → unknown model 404 → large bodies go to `forward`,
+//!                    the rest to Pingora
+//! upstream_peer      backoff before a retry → `select::pick`: eligible workers (routable,
+//!                    breaker, model, not tried) → policy → worker rate limit → in-flight token
 //! upstream_request_filter   Host of the worker
-//! upstream_response_*       status, TTFT, usage (`observe`), response headers
-//! fail_to_connect / error_while_proxy   release the worker, record the failure, retry on
-//!                    another worker while nothing reached the client
-//! fail_to_proxy      the final error, in OpenAI's shape (`error::GatewayError::render`)
-//! logging            release the worker, record the outcome (stats, adaptive policy)
+//! upstream_response_filter  status; 429/502/503/504 before any byte → retry elsewhere
+//! upstream_response_body_filter   TTFT, usage (`observe`)
+//! fail_to_connect / error_while_proxy   end the attempt (`account`), retry on another worker
+//!                    while nothing reached the client (`retry`)
+//! fail_to_proxy      the final error in OpenAI's shape, or an SSE error event mid-stream
+//! logging            end the last attempt (stats, breaker, adaptive policy)
 //! ```
 
+pub mod account;
 pub mod body;
 pub mod ctx;
 pub mod forward;
@@ -19,21 +24,26 @@ pub mod local;
 pub mod observe;
 pub mod request;
 pub mod respond;
+pub mod retry;
 pub mod route;
 pub mod select;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
 use crate::error::GatewayError;
+use crate::limits::Scope;
+use crate::routing::rng::hash_bytes;
 use crate::state::AppState;
-use crate::worker::stats::Outcome;
+use account::Verdict;
 use ctx::{BodyMode, RequestCtx};
 use request::KeySources;
 use route::{Endpoint, Route};
@@ -44,6 +54,8 @@ pub const WORKER_HEADER: http::HeaderName = http::HeaderName::from_static("x-sag
 /// The Pingora application: one per gateway, shared by all requests.
 pub struct Gateway {
     pub state: Arc<AppState>,
+    /// The internal admin service (management API, dashboard) on loopback.
+    pub admin_addr: std::net::SocketAddr,
 }
 
 /// The caller's API key, from `Authorization: Bearer …` or `x-api-key`.
@@ -64,9 +76,16 @@ pub fn api_key(req: &RequestHeader) -> Option<&str> {
         .map(str::trim)
 }
 
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 impl Gateway {
-    pub fn new(state: Arc<AppState>) -> Self {
-        Self { state }
+    pub fn new(state: Arc<AppState>, admin_addr: std::net::SocketAddr) -> Self {
+        Self { state, admin_addr }
     }
 
     /// Answer `err` to the client and end the request.
@@ -100,42 +119,59 @@ impl Gateway {
         }
     }
 
-    /// An attempt failed before anything reached the client: release the worker and
-    /// record the failure (a connect failure also counts against its health).
-    fn record_attempt_failure(&self, ctx: &mut RequestCtx, connect: bool) {
-        let Some(guard) = ctx.guard.take() else {
-            return;
-        };
-        let w = guard.worker().clone();
-        drop(guard);
-        let outcome = Outcome {
-            success: false,
-            latency: ctx.dispatched_at.map(|t| t.elapsed()).unwrap_or_default(),
-            ..Default::default()
-        };
-        w.stats.record(&outcome);
-        self.state.policy.load().observe(&w, &outcome);
-        if connect {
-            let h = &self.state.config.load().health;
-            let t = crate::worker::state::HealthThresholds {
-                failures: h.failure_threshold,
-                recoveries: h.recovery_threshold,
-            };
-            if let Some((from, to)) = w.health.record(false, t) {
-                tracing::warn!(worker = %w.id, from = from.as_str(), to = to.as_str(), "worker state changed (connect failures)");
-                self.state.publish_routable();
-            }
+    /// The rate-limit identity: API key, else the `user` field, else the client IP.
+    fn user_key(&self, session: &Session, ctx: &RequestCtx) -> u64 {
+        if let Some(k) = api_key(session.req_header()).filter(|k| !k.is_empty()) {
+            return hash_bytes(k.as_bytes()) ^ 0x006b_6579;
+        }
+        if let Some(u) = ctx.info.user {
+            return u;
+        }
+        match client_ip(session) {
+            Some(ip) => hash_bytes(ip.to_string().as_bytes()) ^ 0x6970,
+            None => 0,
         }
     }
 
-    /// Read, validate and admit an LLM request. `Ok(true)` when it was answered here.
+    /// Admit an LLM request: shutdown, key, concurrency, body, limits, model. `Ok(true)` when
+    /// it was answered here.
     async fn admit(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         endpoint: Endpoint,
     ) -> Result<bool> {
+        if self.state.is_draining() {
+            session.set_keepalive(None);
+            return self
+                .reject(
+                    session,
+                    ctx,
+                    GatewayError::NoWorker("the gateway is shutting down".into()),
+                )
+                .await;
+        }
+        if !self
+            .state
+            .auth
+            .load()
+            .check_api_key(api_key(session.req_header()))
+        {
+            let e = GatewayError::Unauthorized(
+                "a valid API key is required (Authorization: Bearer <key>)".into(),
+            );
+            return self.reject(session, ctx, e).await;
+        }
         let cfg = self.state.config.load_full();
+        match self.state.begin_request(cfg.limits.max_concurrent_requests) {
+            Some(guard) => ctx.active = Some(guard),
+            None => {
+                let e = GatewayError::NoWorker(
+                    "too many requests in flight at the gateway; retry shortly".into(),
+                );
+                return self.reject(session, ctx, e).await;
+            }
+        }
         let (mode, bytes) = match body::read(session, &cfg.limits).await {
             Ok(v) => v,
             Err(e) => return self.reject(session, ctx, e).await,
@@ -154,6 +190,19 @@ impl Gateway {
             Err(e) => return self.reject(session, ctx, e).await,
         };
         ctx.hints.affinity = ctx.info.affinity;
+        if let Err((scope, wait)) = self.state.limits.load().check(self.user_key(session, ctx)) {
+            let message = match scope {
+                Scope::User => "rate limit exceeded for this user; retry after the indicated time",
+                Scope::Global => {
+                    "the gateway's request rate limit is exceeded; retry after the indicated time"
+                }
+            };
+            let e = GatewayError::RateLimited {
+                message: message.into(),
+                retry_after: wait,
+            };
+            return self.reject(session, ctx, e).await;
+        }
         if let Some(m) = &ctx.info.model {
             if !self.state.pool.load().serves(m) {
                 return self
@@ -165,9 +214,7 @@ impl Gateway {
             BodyMode::Owned(body) => {
                 forward::run(self, session, ctx, body).await;
                 if let Some(e) = ctx.error.clone() {
-                    if session.response_written().is_none() {
-                        respond::write_error(session, &e, ctx.flavor, false).await?;
-                    }
+                    self.send_error(session, ctx, &e).await;
                 }
                 Ok(true)
             }
@@ -175,6 +222,27 @@ impl Gateway {
                 ctx.body = mode;
                 Ok(false)
             }
+        }
+    }
+
+    /// The final error: a JSON response, or — when a stream already started — an SSE error
+    /// event that the OpenAI SDKs raise, ending the stream.
+    async fn send_error(&self, session: &mut Session, ctx: &RequestCtx, err: &GatewayError) {
+        let result = if session.response_written().is_none() {
+            respond::write_error(session, err, ctx.flavor, true).await
+        } else if ctx.observer.sse {
+            let (_, _, body) = err.render(ctx.flavor);
+            let mut event = b"data: ".to_vec();
+            event.extend_from_slice(&body);
+            event.extend_from_slice(b"\n\n");
+            session
+                .write_response_body(Some(Bytes::from(event)), true)
+                .await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "could not send the error to the client");
         }
     }
 }
@@ -195,8 +263,25 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         ctx.route = route::classify(&req.method, req.uri.path());
+        let model_list = matches!(ctx.route, Route::Models | Route::Model(_));
+        if model_list
+            && !self
+                .state
+                .auth
+                .load()
+                .check_api_key(api_key(session.req_header()))
+        {
+            let e = GatewayError::Unauthorized(
+                "a valid API key is required (Authorization: Bearer <key>)".into(),
+            );
+            return self.reject(session, ctx, e).await;
+        }
         match ctx.route.clone() {
             Route::Llm(endpoint) => self.admit(session, ctx, endpoint).await,
+            Route::Admin => {
+                ctx.to_admin = true;
+                Ok(false)
+            }
             Route::Health => {
                 ctx.local = true;
                 let (status, body) = local::health(&self.state);
@@ -240,12 +325,28 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let worker = select::pick(&self.state, ctx).map_err(|e| {
+        if ctx.to_admin {
+            return Ok(Box::new(HttpPeer::new(
+                self.admin_addr,
+                false,
+                String::new(),
+            )));
+        }
+        let cfg = self.state.config.load_full();
+        let refused = |ctx: &mut RequestCtx, e: GatewayError| {
             let status = e.status();
             ctx.error = Some(e);
             Error::explain(ErrorType::HTTPStatus(status), "no worker for this request")
-        })?;
-        let u = &self.state.config.load().upstream;
+        };
+        if !retry::wait_before(&cfg.retry, ctx).await {
+            let e = GatewayError::UpstreamFailed(format!(
+                "{} attempt(s) failed and the retry time budget is spent",
+                ctx.attempts()
+            ));
+            return Err(refused(ctx, e));
+        }
+        let worker = select::pick(&self.state, ctx).map_err(|e| refused(ctx, e))?;
+        let u = &cfg.upstream;
         let mut peer = HttpPeer::new(worker.spec.addr, false, String::new());
         peer.options.connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
         peer.options.read_timeout = Some(Duration::from_millis(u.read_timeout_ms));
@@ -259,7 +360,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(w) = &ctx.worker {
+        if let Some(w) = ctx.worker.as_ref().filter(|_| !ctx.to_admin) {
             upstream_request.insert_header(http::header::HOST, w.host_header.clone())?;
         }
         upstream_request.remove_header("expect");
@@ -268,16 +369,25 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
         let content_type = upstream_response
             .headers
             .get("content-type")
             .and_then(|v| v.to_str().ok());
-        ctx.observer
-            .on_headers(upstream_response.status.as_u16(), content_type);
+        ctx.observer.on_headers(status, content_type);
+        if !ctx.to_admin
+            && retry::RETRY_STATUSES.contains(&status)
+            && retry::may_retry(&self.state.config.load().retry, session, ctx)
+        {
+            // Nothing reached the client yet: try another worker instead of passing this on.
+            return Err(
+                Error::explain(ErrorType::HTTPStatus(status), "retryable worker status").into_up(),
+            );
+        }
         Ok(())
     }
 
@@ -287,14 +397,16 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        self.decorate_response(upstream_response, ctx);
+        if !ctx.to_admin {
+            self.decorate_response(upstream_response, ctx);
+        }
         Ok(())
     }
 
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        body: &mut Option<bytes::Bytes>,
+        body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
@@ -311,9 +423,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if ctx.to_admin {
+            return e;
+        }
         tracing::warn!(peer = %peer, error = %e, attempt = ctx.attempts(), "connect to worker failed");
-        self.record_attempt_failure(ctx, true);
-        if ctx.attempts() < self.state.config.load().upstream.max_attempts {
+        self.end_attempt(ctx, Verdict::ConnectFailure);
+        if retry::budget_left(&self.state.config.load().retry, ctx) {
             e.set_retry(true);
         }
         e
@@ -328,15 +443,20 @@ impl ProxyHttp for Gateway {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.to_admin {
+            e.set_retry(false);
+            return e;
+        }
         let upstream_fault = matches!(e.esource(), ErrorSource::Upstream);
         if upstream_fault {
-            self.record_attempt_failure(ctx, false);
+            let verdict = match e.etype() {
+                ErrorType::HTTPStatus(s) => Verdict::of_status(*s),
+                _ => Verdict::Failure,
+            };
+            self.end_attempt(ctx, verdict);
         }
-        let retry = upstream_fault
-            && session.response_written().is_none()
-            && matches!(ctx.body, BodyMode::Replayable | BodyMode::Empty)
-            && !session.as_downstream().retry_buffer_truncated()
-            && ctx.attempts() < self.state.config.load().upstream.max_attempts;
+        let retry =
+            upstream_fault && retry::may_retry(&self.state.config.load().retry, session, ctx);
         if retry {
             tracing::warn!(peer = %peer, error = %e, attempt = ctx.attempts(), "worker failed before responding, retrying");
         }
@@ -372,12 +492,8 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         };
+        self.send_error(session, ctx, &err).await;
         let code = err.status();
-        if session.response_written().is_none() {
-            if let Err(write_err) = respond::write_error(session, &err, ctx.flavor, true).await {
-                tracing::debug!(error = %write_err, "could not send the error response");
-            }
-        }
         ctx.error = Some(err);
         FailToProxy {
             error_code: code,
@@ -386,27 +502,19 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(guard) = ctx.guard.take() {
-            let worker = guard.worker().clone();
-            drop(guard);
+        if ctx.guard.is_some() {
             let status = ctx.observer.status.unwrap_or(0);
-            let success =
-                e.is_none() && ctx.error.is_none() && status != 0 && status < 500 && status != 429;
-            let dispatched = ctx.dispatched_at.unwrap_or(ctx.start);
-            let outcome = Outcome {
-                success,
-                latency: dispatched.elapsed(),
-                ttft: ctx
-                    .observer
-                    .first_byte
-                    .map(|t| t.saturating_duration_since(dispatched)),
-                completion_tokens: ctx.observer.output_tokens(),
+            let verdict = match e {
+                // The client left: nothing the worker did wrong.
+                Some(err) if matches!(err.esource(), ErrorSource::Downstream) && status != 0 => {
+                    Verdict::of_status(status)
+                }
+                Some(err) if matches!(err.esource(), ErrorSource::Downstream) => Verdict::Success,
+                Some(_) => Verdict::Failure,
+                None if ctx.error.is_some() => Verdict::Failure,
+                None => Verdict::of_status(status),
             };
-            worker.stats.record(&outcome);
-            self.state.policy.load().observe(&worker, &outcome);
-            if success {
-                worker.count_served();
-            }
+            self.end_attempt(ctx, verdict);
         }
         let status = session
             .response_written()

@@ -24,6 +24,8 @@ pub struct RequestInfo {
     pub stream: bool,
     /// Hash of the affinity key (see [`affinity`]).
     pub affinity: Option<u64>,
+    /// Hash of the body's `user` field (a rate-limit identity when there is no API key).
+    pub user: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +128,7 @@ pub fn parse(
     Ok(RequestInfo {
         model,
         stream: probe.stream.unwrap_or(false),
+        user: nonempty(probe.user.as_deref()).map(|u| hash_bytes(u.as_bytes())),
         affinity: affinity(
             probe.session_id.as_deref(),
             probe.user.as_deref(),

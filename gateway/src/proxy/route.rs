@@ -33,12 +33,26 @@ pub enum Route {
     /// `GET /v1/models/{id}`: one model of the fleet.
     Model(String),
     Llm(Endpoint),
+    /// Management API, dashboard and control plane: served by the internal admin service.
+    Admin,
     MethodNotAllowed,
     #[default]
     NotFound,
 }
 
+/// Paths served by the admin service.
+pub fn is_admin_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
 pub fn classify(method: &Method, path: &str) -> Route {
+    // Dot segments are never forwarded: a worker behind a path-based router could resolve them.
+    if path.split('/').any(|seg| seg == ".." || seg == ".") || !path.starts_with('/') {
+        return Route::NotFound;
+    }
+    if is_admin_path(path) {
+        return Route::Admin;
+    }
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
@@ -97,5 +111,21 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/nope"), Route::NotFound);
         assert_eq!(classify(&Method::GET, "/v1"), Route::NotFound);
         assert_eq!(classify(&Method::GET, "/"), Route::NotFound);
+        assert_eq!(
+            classify(&Method::POST, "/api/workers/0/drain"),
+            Route::Admin
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/../../etc/passwd"),
+            Route::NotFound
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1/./chat/completions"),
+            Route::NotFound
+        );
+        assert_eq!(
+            classify(&Method::POST, "/api/../v1/chat/completions"),
+            Route::NotFound
+        );
     }
 }

@@ -1,6 +1,9 @@
-//! Choosing the worker for one attempt: eligibility from the pool, the choice from the
-//! routing policy, and the in-flight token. Shared by the Pingora path and the gateway's own
-//! forwarding path.
+//! Choosing the worker for one attempt: eligibility from the pool (routable, breaker admits,
+//! serves the model, not tried yet), the choice from the routing policy, then the two checks
+//! that consume something — the worker's rate-limit cell and, for a half-open breaker, a trial
+//! slot. A worker that fails either is passed over for another pick; a worker at its rate
+//! limit is used anyway when no other worker is left (the per-worker limit is soft).
+//! Shared by the Pingora path and the gateway's own forwarding path.
 
 use std::sync::Arc;
 
@@ -13,27 +16,50 @@ use crate::worker::Worker;
 /// Pick a worker for the next attempt of `ctx`, take its in-flight token and record it.
 pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, GatewayError> {
     let pool = state.pool.load();
-    let model = ctx.info.model.as_deref();
-    let candidates = pool.eligible(model, &ctx.tried);
-    if candidates.is_empty() {
-        return Err(no_worker(&pool, model, ctx));
-    }
+    let cfg = state.config.load();
+    let breaker = cfg.circuit_breaker.settings();
+    let limits = state.limits.load();
     let policy = state.policy.load();
-    let chosen = policy.select(&pool, &candidates, &ctx.hints);
-    let worker = pool.workers[chosen].clone();
-    tracing::debug!(
-        policy = policy.name(),
-        model = model.unwrap_or("-"),
-        candidates = candidates.len(),
-        chosen = %worker.id,
-        attempt = ctx.tried.len() + 1,
-        "routed"
-    );
-    ctx.tried.push(worker.uid);
-    ctx.guard = Some(LoadGuard::new(worker.clone()));
-    ctx.worker = Some(worker.clone());
-    ctx.dispatched_at = Some(std::time::Instant::now());
-    Ok(worker)
+    let model = ctx.info.model.as_deref();
+    let mut excluded = ctx.tried.clone();
+    let mut over_limit: Option<Arc<Worker>> = None;
+    loop {
+        let candidates = pool.eligible(model, &excluded, &breaker);
+        let worker = if candidates.is_empty() {
+            // Everyone left is at its rate limit: the limit is soft, take the last one.
+            match over_limit.take() {
+                Some(w) => w,
+                None => return Err(no_worker(&pool, model, ctx)),
+            }
+        } else {
+            let chosen = pool.workers[policy.select(&pool, &candidates, &ctx.hints)].clone();
+            if !limits.worker_admits(chosen.uid) {
+                excluded.push(chosen.uid);
+                over_limit = Some(chosen);
+                continue;
+            }
+            chosen
+        };
+        let Some(admission) = worker.breaker.try_acquire(&breaker) else {
+            excluded.push(worker.uid); // lost a half-open trial slot to a concurrent request
+            continue;
+        };
+        tracing::debug!(
+            policy = policy.name(),
+            model = model.unwrap_or("-"),
+            candidates = candidates.len(),
+            chosen = %worker.id,
+            queue = worker.load.view().queue(),
+            attempt = ctx.tried.len() + 1,
+            "routed"
+        );
+        ctx.tried.push(worker.uid);
+        ctx.admission = Some(admission);
+        ctx.guard = Some(LoadGuard::new(worker.clone()));
+        ctx.worker = Some(worker.clone());
+        ctx.dispatched_at = Some(std::time::Instant::now());
+        return Ok(worker);
+    }
 }
 
 fn no_worker(

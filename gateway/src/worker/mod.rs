@@ -4,6 +4,7 @@
 //! Everything a request reads is an atomic or an `ArcSwap` load: the hot path takes no lock.
 
 pub mod atomic_f64;
+pub mod breaker;
 pub mod kind;
 pub mod load;
 pub mod pool;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use breaker::{BreakerSettings, BreakerView, CircuitBreaker};
 pub use kind::WorkerKind;
 use load::{Load, LoadView};
 use spec::WorkerSpec;
@@ -47,6 +49,7 @@ pub struct Worker {
     pub load: Load,
     pub stats: Stats,
     pub health: Health,
+    pub breaker: CircuitBreaker,
     meta: ArcSwap<WorkerMeta>,
     /// Requests this worker answered with a 2xx/4xx vs connect errors, resets and 5xx.
     served: AtomicU64,
@@ -68,6 +71,7 @@ pub struct WorkerInfo {
     pub consecutive_failures: u32,
     pub load: LoadView,
     pub stats: StatsView,
+    pub breaker: BreakerView,
     pub served: u64,
 }
 
@@ -94,6 +98,7 @@ impl Worker {
             load: Load::default(),
             stats: Stats::default(),
             health: Health::default(),
+            breaker: CircuitBreaker::default(),
             meta: ArcSwap::from_pointee(meta),
             served: AtomicU64::new(0),
         }
@@ -129,7 +134,12 @@ impl Worker {
         self.served.fetch_add(1, Relaxed);
     }
 
-    pub fn info(&self, index: usize) -> WorkerInfo {
+    /// Whether new requests may be sent: routable and admitted by the breaker (no side effects).
+    pub fn is_eligible(&self, breaker: &BreakerSettings) -> bool {
+        self.health.is_routable() && self.breaker.allows(breaker)
+    }
+
+    pub fn info(&self, index: usize, breaker: &BreakerSettings) -> WorkerInfo {
         let meta = self.meta();
         WorkerInfo {
             index,
@@ -144,6 +154,7 @@ impl Worker {
             consecutive_failures: self.health.consecutive_failures(),
             load: self.load.view(),
             stats: self.stats.view(),
+            breaker: self.breaker.view(breaker),
             served: self.served.load(Relaxed),
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+use super::breaker::BreakerSettings;
 use super::spec::WorkerSpec;
 use super::Worker;
 
@@ -24,16 +25,22 @@ impl Pool {
         self.workers.iter().any(|w| w.serves(model))
     }
 
-    /// Indices of the workers that may take this request now: routable, serving the model
-    /// (any model when `None`), and not already tried by this request.
-    pub fn eligible(&self, model: Option<&str>, tried: &[u64]) -> Vec<usize> {
+    /// Indices of the workers that may take this request now: routable, admitted by their
+    /// breaker, serving the model (any model when `None`), and not in `excluded` (already tried
+    /// by this request, or passed over during this pick).
+    pub fn eligible(
+        &self,
+        model: Option<&str>,
+        excluded: &[u64],
+        breaker: &BreakerSettings,
+    ) -> Vec<usize> {
         self.workers
             .iter()
             .enumerate()
             .filter(|(_, w)| {
-                w.health.is_routable()
-                    && !tried.contains(&w.uid)
+                !excluded.contains(&w.uid)
                     && model.is_none_or(|m| w.serves(m))
+                    && w.is_eligible(breaker)
             })
             .map(|(i, _)| i)
             .collect()
@@ -247,11 +254,22 @@ mod tests {
                 ..Default::default()
             });
         }
-        assert_eq!(p.eligible(Some("a"), &[]), vec![0, 1]);
-        assert_eq!(p.eligible(Some("a"), &[p.workers[0].uid]), vec![1]);
-        assert_eq!(p.eligible(None, &[]), vec![0, 1, 2]);
+        let b = BreakerSettings::default();
+        assert_eq!(p.eligible(Some("a"), &[], &b), vec![0, 1]);
+        assert_eq!(p.eligible(Some("a"), &[p.workers[0].uid], &b), vec![1]);
+        assert_eq!(p.eligible(None, &[], &b), vec![0, 1, 2]);
         p.workers[1].health.set_draining(true);
-        assert_eq!(p.eligible(Some("a"), &[]), vec![0]);
+        assert_eq!(p.eligible(Some("a"), &[], &b), vec![0]);
+        for _ in 0..5 {
+            p.workers[0]
+                .breaker
+                .record(&b, crate::worker::breaker::Admission::Normal, false);
+        }
+        assert_eq!(
+            p.eligible(Some("a"), &[], &b),
+            Vec::<usize>::new(),
+            "an open breaker excludes"
+        );
         assert!(p.serves("b") && !p.serves("c"));
         assert_eq!(
             p.models(),

@@ -25,6 +25,8 @@ pub fn test_config(workers: &[(String, u32)]) -> Config {
     c.health.check_interval_ms = 100;
     c.health.scrape_interval_ms = 50;
     c.routing.seed = Some(7);
+    // Limits have their own tests; elsewhere they would cut the request loops short.
+    c.rate_limit.enabled = false;
     c.workers = workers
         .iter()
         .map(|(url, weight)| WorkerConfig {
@@ -138,4 +140,41 @@ pub async fn expect_error(resp: reqwest::Response, status: u16) -> Value {
         "error.param/code in {v}"
     );
     v
+}
+
+/// POST to an admin endpoint, optionally with the admin key.
+pub async fn admin_post(fleet: &Fleet, path: &str, key: Option<&str>) -> reqwest::Response {
+    let mut req = fleet.http.post(fleet.url(path));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    req.send().await.expect("admin request sent")
+}
+
+/// Poll `cond` until it holds (bounded): for state that changes in the background.
+pub async fn eventually(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A binary of this workspace (built by `cargo build`/`cargo test --workspace`).
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not built: run cargo build --release --workspace",
+        bin.display()
+    );
+    bin
 }

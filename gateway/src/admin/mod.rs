@@ -1,0 +1,109 @@
+//! The internal admin service: the management API (and, later, the dashboard), an axum app on
+//! a loopback port inside a Pingora background service. The public listener forwards admin
+//! paths to it, so everything is served on one port.
+//!
+//! Writes need `auth.admin_key` when it is set (`Authorization: Bearer <key>` or
+//! `x-admin-key`); reads are open.
+
+pub mod reply;
+pub mod workers;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use parking_lot::Mutex;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::error::GatewayError;
+use crate::state::AppState;
+
+/// The admin key presented with a request.
+pub fn presented_admin_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-admin-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let v = headers.get("authorization")?.to_str().ok()?.trim();
+    (v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ")).then(|| v[7..].trim())
+}
+
+async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if write
+        && !state
+            .auth
+            .load()
+            .check_admin_key(presented_admin_key(req.headers()))
+    {
+        return reply::error(&GatewayError::Unauthorized(
+            "this management endpoint needs the admin key (Authorization: Bearer <admin key>)"
+                .into(),
+        ));
+    }
+    next.run(req).await
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/workers", get(workers::list))
+        .route("/api/workers/{id}/drain", post(workers::drain))
+        .route("/api/workers/{id}/undrain", post(workers::undrain))
+        .fallback(reply::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .with_state(state)
+}
+
+/// Runs [`router`] on a loopback listener bound when the server is built.
+pub struct AdminService {
+    listener: Mutex<Option<TcpListener>>,
+    state: Arc<AppState>,
+}
+
+impl AdminService {
+    /// Bind the loopback listener now (the proxy needs its address before it starts).
+    pub fn bind(state: Arc<AppState>) -> std::io::Result<(Self, SocketAddr)> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        Ok((
+            Self {
+                listener: Mutex::new(Some(listener)),
+                state,
+            },
+            addr,
+        ))
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(std_listener) = self.listener.lock().take() else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin service cannot listen");
+                return;
+            }
+        };
+        let app = router(self.state.clone());
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "admin service stopped");
+        }
+    }
+}

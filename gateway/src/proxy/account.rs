@@ -1,0 +1,89 @@
+//! Ending an attempt: releasing the worker and telling its statistics, its circuit breaker
+//! (the passive health signal from real traffic) and the adaptive policy what happened. Every
+//! attempt ends here exactly once, failed attempts when they fail, the last one in `logging`.
+
+use super::ctx::RequestCtx;
+use super::Gateway;
+use crate::worker::stats::Outcome;
+
+/// How an attempt went, from the worker's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answered (2xx, or a 4xx the client caused).
+    Success,
+    /// Answered 429: alive but overloaded. Counts in the error rate, not in the breaker.
+    Overloaded,
+    /// Reset, timeout, broken response or 5xx.
+    Failure,
+    /// Could not even connect.
+    ConnectFailure,
+}
+
+impl Verdict {
+    /// The verdict for a response status.
+    pub fn of_status(status: u16) -> Verdict {
+        match status {
+            429 => Verdict::Overloaded,
+            500.. => Verdict::Failure,
+            0 => Verdict::Failure,
+            _ => Verdict::Success,
+        }
+    }
+}
+
+impl Gateway {
+    /// Release the current attempt's worker and record `verdict` (no-op when none is held).
+    pub(crate) fn end_attempt(&self, ctx: &mut RequestCtx, verdict: Verdict) {
+        let Some(guard) = ctx.guard.take() else {
+            return;
+        };
+        let worker = guard.worker().clone();
+        drop(guard);
+        let dispatched = ctx.dispatched_at.unwrap_or(ctx.start);
+        let success = verdict == Verdict::Success;
+        let outcome = Outcome {
+            success,
+            latency: dispatched.elapsed(),
+            ttft: ctx
+                .observer
+                .first_byte
+                .map(|t| t.saturating_duration_since(dispatched)),
+            completion_tokens: if success {
+                ctx.observer.output_tokens()
+            } else {
+                None
+            },
+        };
+        worker.stats.record(&outcome);
+        self.state.policy.load().observe(&worker, &outcome);
+        if success {
+            worker.count_served();
+        }
+
+        let cfg = self.state.config.load();
+        let breaker = cfg.circuit_breaker.settings();
+        // A slow call is a failure for the breaker: time to the response's first byte (the
+        // length of a generation does not count).
+        let slow = outcome.ttft.unwrap_or(outcome.latency) > breaker.slow_call_threshold;
+        let breaker_ok = matches!(verdict, Verdict::Success | Verdict::Overloaded) && !slow;
+        if let Some(admission) = ctx.admission.take() {
+            if let Some(to) = worker.breaker.record(&breaker, admission, breaker_ok) {
+                tracing::info!(worker = %worker.id, state = to.as_str(), slow, "circuit breaker changed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(Verdict::of_status(200), Verdict::Success);
+        assert_eq!(Verdict::of_status(404), Verdict::Success);
+        assert_eq!(Verdict::of_status(429), Verdict::Overloaded);
+        assert_eq!(Verdict::of_status(503), Verdict::Failure);
+        assert_eq!(Verdict::of_status(0), Verdict::Failure);
+    }
+}
