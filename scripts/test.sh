@@ -5,7 +5,7 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 ensure_build_deps
-ensure_apt curl
+ensure_apt curl prometheus   # promtool validates the /metrics output
 "$ROOT/scripts/fetch-model.sh"     # the engine's tests run the real default model
 build_release
 log "running the test suite"

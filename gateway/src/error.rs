@@ -23,7 +23,7 @@ pub enum GatewayError {
     #[error("{message}")]
     InvalidRequest {
         message: String,
-        param: Option<&'static str>,
+        param: Option<String>,
     },
     #[error("{0}")]
     Unauthorized(String),
@@ -31,6 +31,9 @@ pub enum GatewayError {
     Forbidden(String),
     #[error("the path `{0}` does not exist")]
     NotFound(String),
+    /// The resource already exists (e.g. adding a worker URL that is in the pool).
+    #[error("{0}")]
+    Conflict(String),
     #[error("method {method} is not allowed on `{path}`")]
     MethodNotAllowed { method: String, path: String },
     #[error("the model `{0}` does not exist on any worker of this gateway")]
@@ -54,11 +57,21 @@ pub enum GatewayError {
     Internal(String),
 }
 
+impl From<crate::config::ConfigError> for GatewayError {
+    /// An invalid setting sent to the management API: 400 naming the field.
+    fn from(e: crate::config::ConfigError) -> Self {
+        GatewayError::InvalidRequest {
+            message: format!("{}: {}", e.field, e.message),
+            param: Some(e.field),
+        }
+    }
+}
+
 impl GatewayError {
-    pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
         GatewayError::InvalidRequest {
             message: message.into(),
-            param,
+            param: param.map(str::to_string),
         }
     }
 
@@ -69,6 +82,7 @@ impl GatewayError {
             GatewayError::Forbidden(_) => 403,
             GatewayError::NotFound(_) | GatewayError::ModelNotFound(_) => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::Conflict(_) => 409,
             GatewayError::RequestTimeout => 408,
             GatewayError::PayloadTooLarge { .. } => 413,
             GatewayError::RateLimited { .. } => 429,
@@ -86,6 +100,7 @@ impl GatewayError {
             | GatewayError::InvalidRequest { .. }
             | GatewayError::NotFound(_)
             | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::Conflict(_)
             | GatewayError::ModelNotFound(_)
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::RequestTimeout => "invalid_request_error",
@@ -108,6 +123,7 @@ impl GatewayError {
             GatewayError::Forbidden(_) => "forbidden",
             GatewayError::NotFound(_) => "not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::Conflict(_) => "conflict",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::RequestTimeout => "request_timeout",
@@ -119,9 +135,9 @@ impl GatewayError {
         }
     }
 
-    fn param(&self) -> Option<&'static str> {
+    fn param(&self) -> Option<&str> {
         match self {
-            GatewayError::InvalidRequest { param, .. } => *param,
+            GatewayError::InvalidRequest { param, .. } => param.as_deref(),
             GatewayError::ModelNotFound(_) => Some("model"),
             _ => None,
         }

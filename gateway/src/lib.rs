@@ -13,8 +13,12 @@
 //! - Protection: [`worker::breaker`] (circuit breakers), [`proxy::retry`] (failover),
 //!   [`limits`] (token buckets), [`auth`] (API keys).
 //! - [`admin`]: the management API, served on the public port through an internal service.
-//! - [`config`]: the configuration struct, its defaults and sources.
+//! - [`config`]: the configuration struct, its defaults and sources; [`reload`] applies
+//!   changes live (watched file, `PUT /api/config`).
+//! - [`metrics`]: the Prometheus series of `GET /metrics`.
+//! - [`cli`]: the `sagellm` operator command line (a client of the management API).
 //! - [`server`]: assembling and running the Pingora server ([`server::spawn`] for tests).
+//! - [`bench`]: `sagellm bench`, a load generator for any OpenAI-compatible endpoint.
 //!
 //! ## Using it
 //! ```text
@@ -26,13 +30,17 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod housekeeping;
 pub mod http_client;
 pub mod limits;
+pub mod metrics;
 pub mod probe;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod state;

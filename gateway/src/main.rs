@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use sagellm_gateway::config::sources::{self, Overrides};
+use sagellm_gateway::reload::ConfigSource;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -77,7 +78,8 @@ fn main() {
         );
     }
     let listen = format!("{}:{}", config.server.host, config.server.port);
-    let (server, state) = match sagellm_gateway::server::build(config) {
+    let source = path.clone().map(|path| ConfigSource { path, env, flags });
+    let (server, state) = match sagellm_gateway::server::build(config, source) {
         Ok(v) => v,
         Err(e) => fail(&format!("invalid configuration: {e}")),
     };

@@ -17,10 +17,16 @@ use crate::config::{Config, ConfigError};
 use crate::housekeeping::Housekeeping;
 use crate::probe::prober::Prober;
 use crate::proxy::Gateway;
+use crate::reload::watch::ConfigWatcher;
+use crate::reload::ConfigSource;
 use crate::state::AppState;
 
-/// Build the state and the Pingora server for a validated config.
-pub fn build(config: Config) -> Result<(Server, Arc<AppState>), ConfigError> {
+/// Build the state and the Pingora server for a validated config. With a `source`, the config
+/// file is watched and edits are applied live.
+pub fn build(
+    config: Config,
+    source: Option<ConfigSource>,
+) -> Result<(Server, Arc<AppState>), ConfigError> {
     config.validate()?;
     let specs = config.worker_specs()?;
     let listen = format!("{}:{}", config.server.host, config.server.port);
@@ -39,6 +45,11 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), ConfigError> {
         ..ServerConf::default()
     };
     let state = AppState::new(config, specs);
+    {
+        let mut reload = state.reload.lock();
+        reload.path = source.as_ref().map(|s| s.path.clone());
+        reload.source = source;
+    }
     let (admin, admin_addr) = AdminService::bind(state.clone()).map_err(|e| {
         ConfigError::new(
             "admin",
@@ -56,6 +67,12 @@ pub fn build(config: Config) -> Result<(Server, Arc<AppState>), ConfigError> {
     server.add_service(background_service(
         "prober",
         Prober {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "config-watcher",
+        ConfigWatcher {
             state: state.clone(),
         },
     ));
@@ -141,12 +158,20 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// Start a gateway on a thread. Port 0 picks a free loopback port. Returns once the listener
 /// accepts connections.
-pub fn spawn(mut config: Config) -> anyhow::Result<RunningGateway> {
+pub fn spawn(config: Config) -> anyhow::Result<RunningGateway> {
+    spawn_with_source(config, None)
+}
+
+/// [`spawn`], watching the config file of `source` for live changes.
+pub fn spawn_with_source(
+    mut config: Config,
+    source: Option<ConfigSource>,
+) -> anyhow::Result<RunningGateway> {
     if config.server.port == 0 {
         config.server.port = free_port()?;
     }
     let addr: SocketAddr = format!("{}:{}", config.server.host, config.server.port).parse()?;
-    let (server, state) = build(config)?;
+    let (server, state) = build(config, source)?;
     let stop = Arc::new(Notify::new());
     let signal = ShutdownSignals {
         state: state.clone(),

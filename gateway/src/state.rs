@@ -2,7 +2,7 @@
 //! routing policy, and a readiness signal. Everything is swapped atomically; readers on the
 //! request path only `load()`.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,9 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::http_client::{self, HttpClient};
 use crate::limits::RateLimits;
-use crate::routing::{self, Policy};
+use crate::metrics::Metrics;
+use crate::reload::ReloadStatus;
+use crate::routing::{self, Policy, Strategy};
 use crate::worker::pool::PoolHandle;
 use crate::worker::spec::WorkerSpec;
 
@@ -35,6 +37,11 @@ pub struct AppState {
     active: Arc<AtomicUsize>,
     /// Set when the gateway is shutting down: new LLM requests get 503.
     draining: AtomicBool,
+    pub metrics: Metrics,
+    /// Routing choices per strategy (index of `Strategy::ALL`), kept across worker removals.
+    selections: [AtomicU64; 7],
+    /// Where the config came from and how the last reload went.
+    pub reload: parking_lot::Mutex<ReloadStatus>,
 }
 
 /// One LLM request in flight (see [`AppState::begin_request`]).
@@ -75,6 +82,9 @@ impl AppState {
             client,
             active: Arc::new(AtomicUsize::new(0)),
             draining: AtomicBool::new(false),
+            metrics: Metrics::new(),
+            selections: Default::default(),
+            reload: Default::default(),
         })
     }
 
@@ -132,6 +142,15 @@ impl AppState {
     pub async fn wait_routable_where(&self, pred: impl Fn(usize) -> bool) {
         let mut rx = self.routable.subscribe();
         let _ = rx.wait_for(|&c| pred(c)).await;
+    }
+
+    pub fn count_selection(&self, strategy: Strategy) {
+        self.selections[strategy.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Routing choices per strategy since start, in `Strategy::ALL` order.
+    pub fn selections(&self) -> [u64; 7] {
+        std::array::from_fn(|i| self.selections[i].load(Relaxed))
     }
 
     /// Replace the routing policy (strategy switch).

@@ -5,7 +5,12 @@
 //! Writes need `auth.admin_key` when it is set (`Authorization: Bearer <key>` or
 //! `x-admin-key`); reads are open.
 
+pub mod breakers;
+pub mod config;
 pub mod reply;
+pub mod routing;
+pub mod status;
+pub mod types;
 pub mod workers;
 
 use std::net::{SocketAddr, TcpListener};
@@ -16,7 +21,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
@@ -52,9 +57,15 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/api/workers", get(workers::list))
+        .route("/api/status", get(status::get))
+        .route("/api/workers", get(workers::list).post(workers::create))
+        .route("/api/workers/{id}", delete(workers::delete))
         .route("/api/workers/{id}/drain", post(workers::drain))
         .route("/api/workers/{id}/undrain", post(workers::undrain))
+        .route("/api/routing/stats", get(routing::get))
+        .route("/api/circuit-breaker/stats", get(breakers::stats))
+        .route("/api/circuit-breaker/{id}/reset", post(breakers::reset))
+        .route("/api/config", get(config::get).put(config::put))
         .fallback(reply::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state)

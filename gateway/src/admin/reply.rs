@@ -20,6 +20,23 @@ pub fn error(e: &GatewayError) -> Response {
     resp
 }
 
+/// Parse a JSON request body; errors are 400s naming the offending field.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.inner().to_string();
+        if field == "." {
+            GatewayError::invalid(format!("invalid JSON body: {message}"), None)
+        } else {
+            GatewayError::invalid(format!("{field}: {message}"), Some(&field))
+        }
+    })?;
+    de.end()
+        .map_err(|e| GatewayError::invalid(format!("invalid JSON body: {e}"), None))?;
+    Ok(value)
+}
+
 pub async fn not_found(uri: Uri) -> Response {
     error(&GatewayError::NotFound(
         uri.path().chars().take(200).collect(),

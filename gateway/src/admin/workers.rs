@@ -1,16 +1,25 @@
-//! `/api/workers`: list, drain, undrain. `{id}` is the list index (`/api/workers/0/drain`) or
-//! the worker id (`host:port`).
+//! `/api/workers`: list, add, remove, drain, undrain. `{id}` is the list index
+//! (`/api/workers/0/drain`) or the worker id (`host:port`).
+//!
+//! Workers added or removed here change the live pool, not the configured list: an edit of the
+//! config file's worker list replaces the pool again.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
+
+use super::reply::parse_json;
+use super::types::NewWorker;
+use crate::worker::spec::WorkerSpec;
 
 use crate::error::GatewayError;
 use crate::state::AppState;
 use crate::worker::WorkerInfo;
 
-fn infos(state: &AppState) -> Vec<WorkerInfo> {
+pub fn infos(state: &AppState) -> Vec<WorkerInfo> {
     let breaker = state.config.load().circuit_breaker.settings();
     state
         .pool
@@ -56,4 +65,54 @@ pub async fn undrain(
     Path(id): Path<String>,
 ) -> Result<Json<WorkerInfo>, GatewayError> {
     set_draining(&state, &id, false)
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<WorkerInfo>), GatewayError> {
+    let req: NewWorker = parse_json(&body)?;
+    if !(1..=1000).contains(&req.weight) {
+        return Err(GatewayError::invalid(
+            "weight: must be 1..=1000",
+            Some("weight"),
+        ));
+    }
+    // Resolving the host name blocks: off the async workers.
+    let spec =
+        tokio::task::spawn_blocking(move || WorkerSpec::new(&req.url, req.weight, req.models))
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .map_err(|e| GatewayError::invalid(format!("url: {e}"), Some("url")))?;
+    let worker = state.pool.add(spec).map_err(GatewayError::Conflict)?;
+    tracing::info!(worker = %worker.id, "worker added through the API");
+    let pool = state.pool.load();
+    let index = pool
+        .workers
+        .iter()
+        .position(|w| w.uid == worker.uid)
+        .unwrap_or(0);
+    let breaker = state.config.load().circuit_breaker.settings();
+    Ok((StatusCode::CREATED, Json(worker.info(index, &breaker))))
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkerInfo>, GatewayError> {
+    let (index, uid) = {
+        let pool = state.pool.load();
+        let (index, w) = pool
+            .find(&id)
+            .ok_or_else(|| GatewayError::NotFound(format!("worker {id}")))?;
+        (index, w.uid)
+    };
+    let worker = state
+        .pool
+        .remove(uid)
+        .ok_or_else(|| GatewayError::NotFound(format!("worker {id}")))?;
+    tracing::info!(worker = %worker.id, "worker removed through the API");
+    state.publish_routable();
+    let breaker = state.config.load().circuit_breaker.settings();
+    Ok(Json(worker.info(index, &breaker)))
 }

@@ -361,6 +361,43 @@ fn check_weight(value: f64, field: &str) -> Result<(), ConfigError> {
     )
 }
 
+/// The dotted key of the `key = value` line containing byte `offset`, with its table header:
+/// `limits.max_concurrent_requests`, `workers[1].weight`. `None` when the line is no
+/// assignment (a broken header, say).
+fn toml_key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[line_start..line_end].trim();
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    // The last table header above the line, and how often an array table repeated.
+    let mut table = String::new();
+    let mut array_index: Option<usize> = None;
+    for l in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_string();
+            array_index = Some(if table == name {
+                array_index.map_or(0, |i| i + 1)
+            } else {
+                0
+            });
+            table = name;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+            array_index = None;
+        }
+    }
+    Some(match (table.is_empty(), array_index) {
+        (true, _) => key.to_string(),
+        (false, Some(i)) => format!("{table}[{i}].{key}"),
+        (false, None) => format!("{table}.{key}"),
+    })
+}
+
 impl Config {
     /// Parse TOML text (unknown keys are errors: they are usually typos).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -371,9 +408,12 @@ impl Config {
             ));
         }
         toml::from_str::<Config>(text).map_err(|e| {
-            let field = e
-                .span()
-                .map(|s| format!("toml (bytes {}..{})", s.start, s.end));
+            let field = e.span().map(|s| {
+                toml_key_at(text, s.start).unwrap_or_else(|| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+            });
             ConfigError::new(
                 field.unwrap_or_else(|| "toml".into()),
                 e.message().trim().to_string(),
@@ -604,11 +644,18 @@ mod tests {
     fn errors_name_the_field() {
         let e = Config::from_toml("[routing]\nstrategy = \"fastest\"").unwrap_err();
         assert!(e.message.contains("unknown variant"), "{e}");
+        assert_eq!(e.field, "routing.strategy");
         let e = Config::from_toml("[limits]\nmax_body_bytes = -5").unwrap_err();
-        assert!(
-            e.to_string().contains("max_body_bytes") || e.field.contains("toml"),
-            "{e}"
+        assert_eq!(e.field, "limits.max_body_bytes");
+        let e = Config::from_toml("port = 1\n").unwrap_err();
+        assert_eq!(e.field, "port", "{e}");
+        let two = "[[workers]]\nurl = \"http://a:1\"\n[[workers]]\nurl = \"http://b:1\"\nweight = \"x\"\n";
+        assert_eq!(
+            Config::from_toml(two).unwrap_err().field,
+            "workers[1].weight"
         );
+        let e = Config::from_toml("[routing\nstrategy = 1").unwrap_err();
+        assert!(e.field.starts_with("line "), "{e}");
         let e = Config::from_toml("   ").unwrap_err();
         assert_eq!(e.field, "config");
         let mut c = Config::default();

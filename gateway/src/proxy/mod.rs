@@ -41,6 +41,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::error::GatewayError;
 use crate::limits::Scope;
+use crate::metrics::RequestRecord;
 use crate::routing::rng::hash_bytes;
 use crate::state::AppState;
 use account::Verdict;
@@ -74,6 +75,39 @@ pub fn api_key(req: &RequestHeader) -> Option<&str> {
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
+}
+
+/// What a finished request contributes to the metrics.
+fn record(ctx: &RequestCtx, status: u16) -> RequestRecord {
+    let o = &ctx.observer;
+    let proxied = ctx.worker.is_some() && !ctx.to_admin && (200..300).contains(&status);
+    let first = o.first_byte.zip(ctx.dispatched_at);
+    let ttft = first
+        .filter(|_| proxied && o.sse)
+        .map(|(f, d)| f.saturating_duration_since(d));
+    let tokens = if proxied {
+        o.output_tokens().unwrap_or(0)
+    } else {
+        0
+    };
+    let tpot = o
+        .first_byte
+        .filter(|_| ttft.is_some() && tokens >= 2)
+        .map(|f| f.elapsed() / (tokens as u32 - 1));
+    RequestRecord {
+        route: Some(ctx.route.label()),
+        status,
+        latency: ctx.start.elapsed(),
+        ttft,
+        tpot,
+        prompt_tokens: if proxied {
+            o.prompt_tokens.unwrap_or(0)
+        } else {
+            0
+        },
+        completion_tokens: tokens,
+        retries: u64::from(ctx.attempts().saturating_sub(1)),
+    }
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -190,7 +224,15 @@ impl Gateway {
             Err(e) => return self.reject(session, ctx, e).await,
         };
         ctx.hints.affinity = ctx.info.affinity;
-        if let Err((scope, wait)) = self.state.limits.load().check(self.user_key(session, ctx)) {
+        let limits = self.state.limits.load();
+        let verdict = limits.check(self.user_key(session, ctx));
+        if limits.enabled() {
+            self.state
+                .metrics
+                .requests
+                .limiter(verdict.as_ref().err().map(|(scope, _)| *scope));
+        }
+        if let Err((scope, wait)) = verdict {
             let message = match scope {
                 Scope::User => "rate limit exceeded for this user; retry after the indicated time",
                 Scope::Global => {
@@ -286,6 +328,13 @@ impl ProxyHttp for Gateway {
                 ctx.local = true;
                 let (status, body) = local::health(&self.state);
                 respond::write_json(session, status, &body).await?;
+                Ok(true)
+            }
+            Route::Metrics => {
+                ctx.local = true;
+                let text = self.state.metrics.render(&self.state);
+                let headers = [("content-type", crate::metrics::CONTENT_TYPE.to_string())];
+                respond::write(session, 200, &headers, text.into_bytes(), false).await?;
                 Ok(true)
             }
             Route::Models => {
@@ -520,6 +569,7 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        self.state.metrics.requests.record(&record(ctx, status));
         tracing::debug!(
             method = %session.req_header().method,
             path = session.req_header().uri.path(),

@@ -2,6 +2,8 @@
 
 use pingora::http::Method;
 
+use crate::metrics::RouteLabel;
+
 /// An LLM endpoint that is forwarded to a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -28,6 +30,8 @@ impl Endpoint {
 pub enum Route {
     /// `GET /health`: answered by the gateway.
     Health,
+    /// `GET /metrics`: the gateway's Prometheus series.
+    Metrics,
     /// `GET /v1/models`: the fleet's models, aggregated.
     Models,
     /// `GET /v1/models/{id}`: one model of the fleet.
@@ -38,6 +42,23 @@ pub enum Route {
     MethodNotAllowed,
     #[default]
     NotFound,
+}
+
+impl Route {
+    /// The bounded `route` label of the metrics.
+    pub fn label(&self) -> RouteLabel {
+        match self {
+            Route::Health => RouteLabel::Health,
+            Route::Metrics => RouteLabel::Metrics,
+            Route::Models | Route::Model(_) => RouteLabel::Models,
+            Route::Llm(Endpoint::Chat) => RouteLabel::Chat,
+            Route::Llm(Endpoint::Completions) => RouteLabel::Completions,
+            Route::Llm(Endpoint::Embeddings) => RouteLabel::Embeddings,
+            Route::Llm(Endpoint::OtherV1) => RouteLabel::OtherV1,
+            Route::Admin => RouteLabel::Admin,
+            Route::MethodNotAllowed | Route::NotFound => RouteLabel::Other,
+        }
+    }
 }
 
 /// Paths served by the admin service.
@@ -60,6 +81,7 @@ pub fn classify(method: &Method, path: &str) -> Route {
     };
     match path {
         "/health" => only(method, Method::GET, Route::Health),
+        "/metrics" => only(method, Method::GET, Route::Metrics),
         "/v1/models" => only(method, Method::GET, Route::Models),
         "/v1/chat/completions" => only(method, Method::POST, Route::Llm(Endpoint::Chat)),
         "/v1/completions" => only(method, Method::POST, Route::Llm(Endpoint::Completions)),
@@ -108,6 +130,7 @@ mod tests {
             Route::Llm(Endpoint::OtherV1)
         );
         assert_eq!(classify(&Method::GET, "/health"), Route::Health);
+        assert_eq!(classify(&Method::GET, "/metrics"), Route::Metrics);
         assert_eq!(classify(&Method::GET, "/nope"), Route::NotFound);
         assert_eq!(classify(&Method::GET, "/v1"), Route::NotFound);
         assert_eq!(classify(&Method::GET, "/"), Route::NotFound);

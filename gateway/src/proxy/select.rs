@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use super::ctx::RequestCtx;
 use crate::error::GatewayError;
+use crate::routing::Strategy;
 use crate::state::AppState;
 use crate::worker::load::LoadGuard;
+use crate::worker::pool::Pool;
 use crate::worker::Worker;
 
 /// Pick a worker for the next attempt of `ctx`, take its in-flight token and record it.
@@ -44,15 +46,13 @@ pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, Gatew
             excluded.push(worker.uid); // lost a half-open trial slot to a concurrent request
             continue;
         };
-        tracing::debug!(
-            policy = policy.name(),
-            model = model.unwrap_or("-"),
-            candidates = candidates.len(),
-            chosen = %worker.id,
-            queue = worker.load.view().queue(),
-            attempt = ctx.tried.len() + 1,
-            "routed"
-        );
+        if let Some(strategy) = Strategy::from_name(policy.name()) {
+            worker.count_selection(strategy);
+            state.count_selection(strategy);
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            log_decision(&pool, &candidates, &worker, policy.name(), model, ctx);
+        }
         ctx.tried.push(worker.uid);
         ctx.admission = Some(admission);
         ctx.guard = Some(LoadGuard::new(worker.clone()));
@@ -62,11 +62,37 @@ pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, Gatew
     }
 }
 
-fn no_worker(
-    pool: &crate::worker::pool::Pool,
+/// The routing decision at debug level: every candidate with its load, and the choice.
+fn log_decision(
+    pool: &Pool,
+    candidates: &[usize],
+    chosen: &Worker,
+    policy: &str,
     model: Option<&str>,
     ctx: &RequestCtx,
-) -> GatewayError {
+) {
+    let loads: Vec<String> = candidates
+        .iter()
+        .map(|&i| {
+            let w = &pool.workers[i];
+            let l = w.load.view();
+            format!(
+                "{}(inflight={} running={:.1} waiting={:.1} kv={:.2})",
+                w.id, l.inflight, l.running, l.waiting, l.kv_cache
+            )
+        })
+        .collect();
+    tracing::debug!(
+        policy,
+        model = model.unwrap_or("-"),
+        candidates = %loads.join(" "),
+        chosen = %chosen.id,
+        attempt = ctx.tried.len() + 1,
+        "routed"
+    );
+}
+
+fn no_worker(pool: &Pool, model: Option<&str>, ctx: &RequestCtx) -> GatewayError {
     match model {
         Some(m) if !pool.serves(m) => GatewayError::ModelNotFound(m.to_string()),
         _ if !ctx.tried.is_empty() => GatewayError::UpstreamFailed(format!(

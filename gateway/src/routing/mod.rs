@@ -55,6 +55,16 @@ impl Strategy {
         Strategy::Adaptive,
     ];
 
+    /// Position in [`Strategy::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The strategy whose tag is `name`.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::RoundRobin => "round_robin",

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 /// Breaker settings (from `[circuit_breaker]`).
@@ -46,7 +46,7 @@ impl Default for BreakerSettings {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BreakerState {
     Closed,
@@ -118,7 +118,7 @@ impl Default for CircuitBreaker {
 }
 
 /// A serialisable view for the API and dashboard.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct BreakerView {
     pub state: BreakerState,
     pub consecutive_failures: u32,
@@ -131,6 +131,20 @@ pub struct BreakerView {
 impl CircuitBreaker {
     fn publish(&self, inner: &Inner) {
         self.state.store(inner.state.as_gauge() as u8, Relaxed);
+    }
+
+    /// Operator reset: CLOSED with a clean slate (the lifetime totals are kept). Returns the
+    /// state it left.
+    pub fn reset(&self) -> BreakerState {
+        let mut inner = self.inner.lock();
+        let from = inner.state;
+        inner.state = BreakerState::Closed;
+        inner.consecutive_failures = 0;
+        inner.opened_at = None;
+        inner.trials_in_flight = 0;
+        inner.trial_successes = 0;
+        self.publish(&inner);
+        from
     }
 
     pub fn state(&self) -> BreakerState {
@@ -237,17 +251,6 @@ impl CircuitBreaker {
         inner.trials_in_flight = 0;
         inner.trial_successes = 0;
         self.opened_total.fetch_add(1, Relaxed);
-    }
-
-    /// Manual reset (management API): back to CLOSED.
-    pub fn reset(&self) {
-        let mut inner = self.inner.lock();
-        inner.state = BreakerState::Closed;
-        inner.consecutive_failures = 0;
-        inner.opened_at = None;
-        inner.trials_in_flight = 0;
-        inner.trial_successes = 0;
-        self.publish(&inner);
     }
 
     pub fn view(&self, s: &BreakerSettings) -> BreakerView {

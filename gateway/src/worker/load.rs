@@ -25,7 +25,7 @@ pub struct Load {
 }
 
 /// A point-in-time view of a worker's load, as routing policies use it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LoadView {
     /// Requests this gateway has in flight on the worker.
     pub inflight: u32,

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use breaker::{BreakerSettings, BreakerView, CircuitBreaker};
 pub use kind::WorkerKind;
@@ -24,6 +24,8 @@ use load::{Load, LoadView};
 use spec::WorkerSpec;
 use state::{Health, Lifecycle};
 use stats::{Stats, StatsView};
+
+use crate::routing::Strategy;
 
 /// What discovery learned about a worker (replaced wholesale, read lock-free).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -53,11 +55,13 @@ pub struct Worker {
     meta: ArcSwap<WorkerMeta>,
     /// Requests this worker answered with a 2xx/4xx vs connect errors, resets and 5xx.
     served: AtomicU64,
+    /// Times routing chose this worker, per strategy (index of `Strategy::ALL`).
+    selections: [AtomicU64; 7],
 }
 
 /// One serialisable view of a worker: the management API, the CLI and the dashboard all
 /// show this struct.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerInfo {
     pub index: usize,
     pub id: String,
@@ -101,6 +105,7 @@ impl Worker {
             breaker: CircuitBreaker::default(),
             meta: ArcSwap::from_pointee(meta),
             served: AtomicU64::new(0),
+            selections: Default::default(),
         }
     }
 
@@ -132,6 +137,20 @@ impl Worker {
 
     pub fn count_served(&self) {
         self.served.fetch_add(1, Relaxed);
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served.load(Relaxed)
+    }
+
+    /// Count one choice of this worker by the policy `strategy`.
+    pub fn count_selection(&self, strategy: Strategy) {
+        self.selections[strategy.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Choices of this worker per strategy, in `Strategy::ALL` order.
+    pub fn selections(&self) -> [u64; 7] {
+        std::array::from_fn(|i| self.selections[i].load(Relaxed))
     }
 
     /// Whether new requests may be sent: routable and admitted by the breaker (no side effects).

@@ -196,12 +196,14 @@ impl PoolHandle {
             .filter(|w| !old.workers.iter().any(|o| o.uid == w.uid))
             .cloned()
             .collect();
-        let removed = old
+        let removed: Vec<Arc<Worker>> = old
             .workers
             .iter()
             .filter(|o| !workers.iter().any(|w| w.uid == o.uid))
             .cloned()
             .collect();
+        // Requests still running on a removed worker keep their `Arc`; it gets nothing new.
+        removed.iter().for_each(|w| w.health.set_stopped());
         let generation = self.generations.fetch_add(1, Relaxed) + 1;
         self.current.store(Arc::new(Pool {
             generation,

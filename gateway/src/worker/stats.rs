@@ -84,7 +84,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// A serialisable copy of the statistics (NaN-free: `None` when there is no sample yet).
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatsView {
     pub latency_ms: Option<f64>,
     pub ttft_ms: Option<f64>,

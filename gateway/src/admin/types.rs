@@ -1,0 +1,96 @@
+//! The JSON bodies of the management API. The gateway serialises them; the `sagellm` CLI (and
+//! scripts) deserialise the same structs, so the two cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reload::ReloadStatus;
+use crate::worker::breaker::BreakerView;
+use crate::worker::WorkerInfo;
+
+/// `GET /api/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub version: String,
+    pub uptime_seconds: f64,
+    pub routing_strategy: String,
+    pub workers_total: usize,
+    /// Workers that can take requests now.
+    pub workers_healthy: usize,
+    pub active_requests: usize,
+    /// Requests answered since start, and those with a 4xx/5xx status.
+    pub requests_total: u64,
+    pub errors_total: u64,
+    /// The gateway is shutting down (new requests get 503).
+    pub shutting_down: bool,
+    /// The last rejected configuration change, if the latest one failed.
+    pub config_error: Option<String>,
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// `POST /api/workers`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorker {
+    pub url: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Empty = discover from the worker's `GET /v1/models`.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One worker's line in `GET /api/routing/stats`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerSelections {
+    pub index: usize,
+    pub id: String,
+    pub url: String,
+    /// Choices of this worker under the current strategy.
+    pub selected: u64,
+    /// Its share of the current strategy's choices among the present workers, 0..1.
+    pub share: f64,
+    /// Choices per strategy tag (strategies that never chose it are left out).
+    pub by_strategy: std::collections::BTreeMap<String, u64>,
+}
+
+/// `GET /api/routing/stats`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RoutingStats {
+    pub strategy: String,
+    /// Choices per strategy tag since start (all seven tags).
+    pub by_strategy: std::collections::BTreeMap<String, u64>,
+    pub workers: Vec<WorkerSelections>,
+}
+
+/// One worker's breaker in `GET /api/circuit-breaker/stats`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerBreaker {
+    pub index: usize,
+    pub id: String,
+    pub url: String,
+    pub breaker: BreakerView,
+}
+
+/// `GET /api/circuit-breaker/stats`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BreakerStats {
+    pub enabled: bool,
+    pub failure_threshold: u32,
+    pub timeout_seconds: u64,
+    pub half_open_requests: u32,
+    pub success_threshold: u32,
+    pub slow_call_threshold_ms: u64,
+    pub workers: Vec<WorkerBreaker>,
+}
+
+/// `GET /api/config` and the reply of `PUT /api/config`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigView {
+    /// The live configuration, keys masked.
+    pub config: serde_json::Value,
+    pub reload: ReloadStatus,
+}

@@ -1,0 +1,71 @@
+//! The gateway's Prometheus metrics (`GET /metrics`), in a private registry.
+//!
+//! Two kinds of series:
+//! - request series ([`RequestMetrics`]), updated on the request path with pre-resolved
+//!   handles (no label hashing per request): requests, latency, TTFT, time per output token,
+//!   tokens, retries, rate-limiter decisions;
+//! - fleet series ([`fleet`]), rebuilt from the worker pool at every scrape: per-worker load,
+//!   breaker state and counters. A removed worker is simply absent from the next scrape.
+//!
+//! Labels are bounded: route (a fixed set), status class, worker URL (from the config or
+//! the management API), strategy tag, rate-limit scope. Never a user string.
+
+pub mod fleet;
+pub mod request;
+
+use parking_lot::Mutex;
+use prometheus::{Encoder, Registry, TextEncoder};
+
+pub use request::{RequestMetrics, RequestRecord, RouteLabel};
+
+use crate::state::AppState;
+
+/// The registry and its families.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: RequestMetrics,
+    fleet: fleet::FleetMetrics,
+    /// Serialises scrapes: the fleet families are reset and refilled for each one.
+    scrape: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        // Registration only fails on duplicate names, which the families below do not have.
+        let requests = RequestMetrics::register(&registry).expect("request metric families");
+        let fleet = fleet::FleetMetrics::register(&registry).expect("fleet metric families");
+        Self {
+            registry,
+            requests,
+            fleet,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// The exposition text (Prometheus text format 0.0.4).
+    pub fn render(&self, state: &AppState) -> String {
+        let _one_at_a_time = self.scrape.lock();
+        self.fleet.refresh(state);
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,0 +1,186 @@
+//! Live configuration changes: from the watched config file ([`watch`]) and from
+//! `PUT /api/config` ([`patch`]). Both end in [`apply`], which validates the whole new config
+//! first and then swaps in what changed — routing policy, rate limits, keys, the worker list —
+//! without touching requests in flight. A rejected change leaves the live config as it was
+//! and is reported in [`ReloadStatus::last_error`] (`GET /api/config`) and the log.
+//!
+//! `server.*` (listen address, threads, grace period) is fixed at start: a change there is
+//! reported in `restart_required` and not applied.
+
+pub mod patch;
+pub mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Auth;
+use crate::config::sources::{self, Overrides};
+use crate::config::{Config, ConfigError};
+use crate::limits::RateLimits;
+use crate::state::AppState;
+
+/// Where the running config came from, so the file can be re-read with the same overrides.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub env: Overrides,
+    pub flags: Overrides,
+}
+
+/// A rejected configuration change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReloadError {
+    /// `file` or `api`.
+    pub source: String,
+    /// The offending field, e.g. `routing.strategy`.
+    pub field: String,
+    pub message: String,
+    /// Unix time (seconds).
+    pub at: u64,
+}
+
+/// How configuration changes went (shown by `GET /api/config`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    /// The watched config file, if the gateway was started from one.
+    pub path: Option<PathBuf>,
+    /// Changes applied since start (file and API).
+    pub reloads: u64,
+    /// Unix time (seconds) of the last applied change.
+    pub last_reload_at: Option<u64>,
+    /// The last rejected change; cleared by the next successful one.
+    pub last_error: Option<ReloadError>,
+    /// Changed settings that only take effect after a restart.
+    pub restart_required: Vec<String>,
+    #[serde(skip)]
+    pub source: Option<ConfigSource>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Validate `new` and make it the live config; `origin` is `file` or `api`. On error nothing
+/// changes and the error is recorded.
+pub fn apply(state: &AppState, new: Config, origin: &str) -> Result<(), ConfigError> {
+    let mut status = state.reload.lock(); // one change at a time
+    let result = swap_in(state, new);
+    match &result {
+        Ok(restart) => {
+            status.reloads += 1;
+            status.last_reload_at = Some(unix_now());
+            status.last_error = None;
+            for r in restart {
+                if !status.restart_required.contains(r) {
+                    status.restart_required.push(r.clone());
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(origin, field = %e.field, error = %e.message, "configuration change rejected, the previous configuration stays live");
+            status.last_error = Some(ReloadError {
+                source: origin.to_string(),
+                field: e.field.clone(),
+                message: e.message.clone(),
+                at: unix_now(),
+            });
+        }
+    }
+    result.map(|_| ())
+}
+
+/// Record a change that failed before it could be applied (unreadable or unparsable file).
+pub fn record_error(state: &AppState, origin: &str, e: &ConfigError) {
+    tracing::warn!(origin, field = %e.field, error = %e.message, "configuration change rejected, the previous configuration stays live");
+    state.reload.lock().last_error = Some(ReloadError {
+        source: origin.to_string(),
+        field: e.field.clone(),
+        message: e.message.clone(),
+        at: unix_now(),
+    });
+}
+
+/// Re-read the config file with the start-up overrides and apply it.
+pub fn reload_file(state: &AppState) -> Result<(), ConfigError> {
+    let Some(src) = state.reload.lock().source.clone() else {
+        return Ok(());
+    };
+    match sources::load(Some(&src.path), &src.env, &src.flags) {
+        Ok((config, _)) => apply(state, config, "file"),
+        Err(e) => {
+            record_error(state, "file", &e);
+            Err(e)
+        }
+    }
+}
+
+/// The swap itself; returns the settings that need a restart.
+fn swap_in(state: &AppState, mut new: Config) -> Result<Vec<String>, ConfigError> {
+    new.validate()?;
+    let old = state.config.load_full();
+    let specs = if new.workers != old.workers {
+        Some(new.worker_specs()?)
+    } else {
+        None
+    };
+    let mut restart = Vec::new();
+    if new.server != old.server {
+        restart.push("server".to_string());
+        new.server = old.server.clone();
+    }
+    if new.upstream.connect_timeout_ms != old.upstream.connect_timeout_ms
+        || new.upstream.idle_timeout_ms != old.upstream.idle_timeout_ms
+    {
+        // The proxy path reads them per request; the gateway's own client keeps its start-up
+        // values for large-body forwarding and probes.
+        restart.push("upstream (for bodies over 64 KiB and probes)".to_string());
+    }
+    let mut changed = Vec::new();
+    if new.routing != old.routing {
+        state.set_policy(&new.routing);
+        changed.push("routing");
+    }
+    if new.rate_limit != old.rate_limit {
+        state
+            .limits
+            .store(Arc::new(RateLimits::new(&new.rate_limit)));
+        changed.push("rate_limit");
+    }
+    if new.auth != old.auth {
+        state.auth.store(Arc::new(Auth::new(&new.auth)));
+        changed.push("auth");
+    }
+    for (name, differs) in [
+        ("limits", new.limits != old.limits),
+        ("health", new.health != old.health),
+        ("upstream", new.upstream != old.upstream),
+        ("retry", new.retry != old.retry),
+        (
+            "circuit_breaker",
+            new.circuit_breaker != old.circuit_breaker,
+        ),
+    ] {
+        if differs {
+            changed.push(name);
+        }
+    }
+    state.config.store(Arc::new(new));
+    if let Some(specs) = specs {
+        let (added, removed) = state.pool.replace(specs);
+        tracing::info!(
+            added = added.len(),
+            removed = removed.len(),
+            "worker list changed"
+        );
+        changed.push("workers");
+        state.publish_routable();
+    }
+    tracing::info!(changed = %changed.join(","), strategy = state.policy.load().name(), "configuration applied");
+    Ok(restart)
+}

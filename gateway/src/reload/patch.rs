@@ -1,0 +1,171 @@
+//! `PUT /api/config`: a partial update merged into the live config, and the redacted view
+//! `GET /api/config` shows.
+//!
+//! The body is a JSON object shaped like the TOML file (`{"routing":{"strategy":"round_robin"}}`);
+//! dotted keys (`{"routing.strategy":"round_robin"}`) and the short names of the environment
+//! settings (`routing_strategy`, `rate_limit_enabled`, `circuit_breaker_enabled`) work too.
+//! Objects merge key by key; any other value (arrays included) replaces the old one.
+
+use serde_json::{Map, Value};
+
+use crate::config::{Config, ConfigError};
+
+/// Shown instead of secrets.
+pub const REDACTED: &str = "<redacted>";
+
+/// Short names accepted at the top level of a patch (and by `sagellm config set`).
+const ALIASES: [(&str, &str); 5] = [
+    ("routing_strategy", "routing.strategy"),
+    ("rate_limit_enabled", "rate_limit.enabled"),
+    ("circuit_breaker_enabled", "circuit_breaker.enabled"),
+    ("api_keys", "auth.api_keys"),
+    ("admin_key", "auth.admin_key"),
+];
+
+/// `current` with `patch` merged in, parsed and validated. Errors name the field.
+pub fn patched(current: &Config, patch: &Value) -> Result<Config, ConfigError> {
+    let Value::Object(fields) = patch else {
+        return Err(ConfigError::new(
+            "body",
+            "must be a JSON object, e.g. {\"routing\":{\"strategy\":\"round_robin\"}}",
+        ));
+    };
+    let mut merged =
+        serde_json::to_value(current).map_err(|e| ConfigError::new("config", e.to_string()))?;
+    for (key, value) in fields {
+        let path = ALIASES
+            .iter()
+            .find(|(short, _)| short == key)
+            .map(|(_, long)| *long)
+            .unwrap_or(key);
+        if path.split('.').any(str::is_empty) {
+            return Err(ConfigError::new(key, "is not a valid key"));
+        }
+        // "a.b" = v becomes {"a":{"b":v}}.
+        let mut nested = value.clone();
+        for part in path.rsplit('.') {
+            let mut m = Map::new();
+            m.insert(part.to_string(), nested);
+            nested = Value::Object(m);
+        }
+        merge(&mut merged, nested);
+    }
+    reject_redacted(&merged)?;
+    let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+        let field = e.path().to_string();
+        ConfigError::new(
+            if field == "." { "body".into() } else { field },
+            e.inner().to_string(),
+        )
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn merge(into: &mut Value, patch: Value) {
+    match (into, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// A client that sends back what `GET /api/config` showed must not set keys to the mask.
+fn reject_redacted(v: &Value) -> Result<(), ConfigError> {
+    let auth = &v["auth"];
+    let masked = |x: &Value| x.as_str() == Some(REDACTED);
+    if auth["api_keys"]
+        .as_array()
+        .is_some_and(|keys| keys.iter().any(masked))
+    {
+        return Err(ConfigError::new(
+            "auth.api_keys",
+            "contains the redaction mask; send the real keys",
+        ));
+    }
+    if masked(&auth["admin_key"]) {
+        return Err(ConfigError::new(
+            "auth.admin_key",
+            "is the redaction mask; send the real key",
+        ));
+    }
+    Ok(())
+}
+
+/// The config as JSON with API and admin keys masked.
+pub fn redacted(config: &Config) -> Value {
+    let mut v = serde_json::to_value(config).unwrap_or(Value::Null);
+    if let Some(keys) = v["auth"]["api_keys"].as_array_mut() {
+        keys.iter_mut()
+            .for_each(|k| *k = Value::String(REDACTED.into()));
+    }
+    if v["auth"]["admin_key"].is_string() {
+        v["auth"]["admin_key"] = Value::String(REDACTED.into());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::Strategy;
+    use serde_json::json;
+
+    #[test]
+    fn nested_dotted_and_short_names() {
+        let c = Config::default();
+        let a = patched(&c, &json!({"routing": {"strategy": "round_robin"}})).unwrap();
+        let b = patched(&c, &json!({"routing.strategy": "round_robin"})).unwrap();
+        let d = patched(&c, &json!({"routing_strategy": "round_robin"})).unwrap();
+        assert_eq!(a.routing.strategy, Strategy::RoundRobin);
+        assert_eq!(a, b);
+        assert_eq!(a, d);
+        // Untouched fields keep their values.
+        assert_eq!(a.routing.p2c, c.routing.p2c);
+        let e = patched(
+            &c,
+            &json!({"rate_limit.per_user_rpm": 5, "retry": {"max_attempts": 1}}),
+        )
+        .unwrap();
+        assert_eq!((e.rate_limit.per_user_rpm, e.retry.max_attempts), (5, 1));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let c = Config::default();
+        let e = patched(&c, &json!({"routing": {"strategy": "fastest"}})).unwrap_err();
+        assert_eq!(e.field, "routing.strategy");
+        let e = patched(&c, &json!({"limits": {"max_body_bytes": -1}})).unwrap_err();
+        assert_eq!(e.field, "limits.max_body_bytes");
+        let e = patched(&c, &json!({"routing": {"colour": 1}})).unwrap_err();
+        assert_eq!(e.field, "routing.colour");
+        assert!(e.message.contains("colour"), "{}", e.message);
+        let e = patched(&c, &json!({"routing.adaptive.epsilon": 2.0})).unwrap_err();
+        assert_eq!(e.field, "routing.adaptive.epsilon");
+        let e = patched(&c, &json!([1, 2])).unwrap_err();
+        assert_eq!(e.field, "body");
+        let e = patched(&c, &json!({"routing..strategy": "x"})).unwrap_err();
+        assert_eq!(e.field, "routing..strategy");
+    }
+
+    #[test]
+    fn secrets_are_masked_and_the_mask_is_refused() {
+        let mut c = Config::default();
+        c.auth.api_keys = vec!["sk-secret".into()];
+        c.auth.admin_key = Some("admin-secret".into());
+        let shown = redacted(&c).to_string();
+        assert!(!shown.contains("secret"), "{shown}");
+        let e = patched(&c, &redacted(&c)).unwrap_err();
+        assert_eq!(e.field, "auth.api_keys");
+        let kept = patched(&c, &json!({"routing_strategy": "least_queue"})).unwrap();
+        assert_eq!(kept.auth, c.auth, "keys survive unrelated patches");
+    }
+}
