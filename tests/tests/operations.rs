@@ -90,7 +90,7 @@ async fn every_metric_moves_and_promtool_accepts_the_output() {
         c.routing.strategy = Strategy::RoundRobin;
         c.rate_limit.enabled = true;
         c.rate_limit.per_user_rpm = 20;
-        c.circuit_breaker.failure_threshold = 100; // failures counted, breaker stays closed
+        c.circuit_breaker.failure_threshold = 2; // b's two 503s open its breaker
     })
     .await;
     let url_b = fleet.sims[1].url();
@@ -134,12 +134,19 @@ async fn every_metric_moves_and_promtool_accepts_the_output() {
 
     // Worker b answers 503: retried on a, failures counted on b.
     fleet.sims[1].control().set_status(Some(503));
-    for i in 0..4 {
+    for i in 0..20 {
         assert_eq!(
             fleet.chat(&chat_body("m", &format!("r{i}"))).await.status(),
             200
         );
+        if fleet.gw.state.pool.load().workers[1].breaker.state() == BreakerState::Open {
+            break;
+        }
     }
+    assert_eq!(
+        fleet.gw.state.pool.load().workers[1].breaker.state(),
+        BreakerState::Open
+    );
     fleet.sims[1].control().set_status(None);
 
     // One user over its limit: the 21st request is rejected.
@@ -177,6 +184,8 @@ async fn every_metric_moves_and_promtool_accepts_the_output() {
         "llm_worker_kv_cache_usage",
         "llm_routing_selections_total",
         "llm_circuit_breaker_failures_total",
+        "llm_circuit_breaker_opened_total",
+        "llm_worker_ttft_ewma_seconds",
         "llm_gateway_uptime_seconds",
     ] {
         moved(name);
@@ -207,7 +216,18 @@ async fn every_metric_moves_and_promtool_accepts_the_output() {
     assert!(value_for(&text, "llm_circuit_breaker_failures_total", &url_b).unwrap() >= 1.0);
     assert_eq!(
         value_for(&text, "llm_circuit_breaker_state", &url_b),
-        Some(0.0)
+        Some(1.0),
+        "open"
+    );
+    assert_eq!(
+        total(&text, "llm_gateway_healthy_workers"),
+        2.0,
+        "READY, breaker aside"
+    );
+    assert_eq!(
+        value_for(&text, "llm_worker_up", &url_b),
+        Some(0.0),
+        "not routable"
     );
     // Per-worker gauges exist for both workers (scraped from the sims' vLLM metrics).
     for name in [
@@ -801,6 +821,18 @@ async fn editing_the_config_file_applies_live_and_a_broken_file_changes_nothing(
     })
     .await;
     assert!(gw.state.reload.lock().last_error.is_none());
+    // The worker list is live too: drop b, then give a weight 3.
+    config_file(&path, port, &urls[..1], "least_queue");
+    eventually("b leaves the pool", 10, || {
+        gw.state.pool.load().workers.len() == 1
+    })
+    .await;
+    let with_weight = std::fs::read_to_string(&path).unwrap() + "weight = 3\n";
+    std::fs::write(&path, with_weight).unwrap();
+    eventually("a's weight is applied", 10, || {
+        gw.state.pool.load().workers[0].weight() == 3
+    })
+    .await;
 
     stop.store(true, Relaxed);
     for c in clients {
