@@ -70,6 +70,10 @@ cat >&2 <<MSG
       -d '{"model":"${model_id:-MODEL}","messages":[{"role":"user","content":"Hello!"}]}'
     OpenAI SDK:  OpenAI(base_url="http://127.0.0.1:$port/v1", api_key="none")
 
+    $BIN/sagellm --url http://127.0.0.1:$port watch     # live worker table
+    curl http://127.0.0.1:$port/metrics                 # Prometheus (conf/prometheus.yml)
+    conf/gateway.toml is watched: edits apply live.
+
   Ctrl-C stops everything.
 MSG
 wait -n "${PIDS[@]}"
