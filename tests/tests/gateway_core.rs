@@ -165,15 +165,7 @@ async fn model_aware_routing_and_model_list() {
     assert_eq!(v["error"]["code"], "model_not_found");
     assert_eq!(v["error"]["param"], "model");
 
-    let list: Value = fleet
-        .http
-        .get(fleet.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = fleet.get("/v1/models").await.json().await.unwrap();
     assert_eq!(list["object"], "list");
     let ids: Vec<&str> = list["data"]
         .as_array()
@@ -184,23 +176,9 @@ async fn model_aware_routing_and_model_list() {
     assert_eq!(ids, vec!["m1", "m2"], "aggregated and de-duplicated");
     assert_eq!(list["data"][0]["owned_by"], "vllm");
     assert_eq!(list["data"][0]["object"], "model");
-    let one = fleet
-        .http
-        .get(fleet.url("/v1/models/m2"))
-        .send()
-        .await
-        .unwrap();
+    let one = fleet.get("/v1/models/m2").await;
     assert_eq!(one.status(), 200);
-    expect_error(
-        fleet
-            .http
-            .get(fleet.url("/v1/models/zzz"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    expect_error(fleet.get("/v1/models/zzz").await, 404).await;
     fleet.stop().await;
 }
 
@@ -394,22 +372,9 @@ async fn client_mistakes_get_openai_errors_and_change_nothing() {
         let v = expect_error(post(body).await.unwrap(), *status).await;
         assert_eq!(v["error"]["code"], *code, "{body}");
     }
-    let v = expect_error(
-        fleet
-            .http
-            .get(fleet.url("/v1/chat/completions"))
-            .send()
-            .await
-            .unwrap(),
-        405,
-    )
-    .await;
+    let v = expect_error(fleet.get("/v1/chat/completions").await, 405).await;
     assert_eq!(v["error"]["code"], "method_not_allowed");
-    expect_error(
-        fleet.http.get(fleet.url("/nope")).send().await.unwrap(),
-        404,
-    )
-    .await;
+    expect_error(fleet.get("/nope").await, 404).await;
     expect_error(
         fleet
             .http
@@ -452,7 +417,7 @@ async fn client_mistakes_get_openai_errors_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_follows_the_fleet_and_no_worker_is_503() {
     let fleet = Fleet::start(vec![sim("a", "m")], |_| {}).await;
-    let health = fleet.http.get(fleet.url("/health")).send().await.unwrap();
+    let health = fleet.get("/health").await;
     assert_eq!(health.status(), 200);
     let h: Value = health.json().await.unwrap();
     assert_eq!(h["status"], "ok");
@@ -466,16 +431,7 @@ async fn health_follows_the_fleet_and_no_worker_is_503() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        fleet
-            .http
-            .get(fleet.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(fleet.get("/health").await.status(), 503);
     let v = expect_error(fleet.chat(&chat_body("m", "x")).await, 503).await;
     assert_eq!(v["error"]["code"], "no_worker_available");
 

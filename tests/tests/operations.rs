@@ -50,7 +50,7 @@ fn value_for(text: &str, name: &str, label: &str) -> Option<f64> {
 }
 
 async fn scrape(fleet: &Fleet) -> String {
-    let resp = fleet.http.get(fleet.url("/metrics")).send().await.unwrap();
+    let resp = fleet.get("/metrics").await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"]
         .to_str()
@@ -304,6 +304,18 @@ fn shipped_monitoring_config_uses_these_series(text: &str) {
     );
 }
 
+/// A chat request with the test's API key.
+async fn user_chat(fleet: &Fleet, body: &Value) -> reqwest::Response {
+    fleet
+        .http
+        .post(fleet.url("/v1/chat/completions"))
+        .bearer_auth("sk-user-key-1")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn send(
     fleet: &Fleet,
     method: reqwest::Method,
@@ -332,15 +344,7 @@ async fn the_management_api() {
     .await;
     let extra = sagellm_sim::spawn(sim("c", "m")).await.unwrap();
 
-    let s: StatusInfo = fleet
-        .http
-        .get(fleet.url("/api/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: StatusInfo = fleet.get_json("/api/status").await;
     assert_eq!((s.workers_total, s.workers_healthy), (2, 2));
     assert_eq!(s.routing_strategy, "p2c_kv");
     assert_eq!(s.workers.len(), 2);
@@ -425,27 +429,12 @@ async fn the_management_api() {
     // Traffic reaches all three; routing stats count it per strategy and worker.
     let mut served = HashMap::new();
     for i in 0..30 {
-        let r = fleet
-            .http
-            .post(fleet.url("/v1/chat/completions"))
-            .bearer_auth("sk-user-key-1")
-            .json(&chat_body("m", &format!("{i}")))
-            .send()
-            .await
-            .unwrap();
+        let r = user_chat(&fleet, &chat_body("m", &format!("{i}"))).await;
         assert_eq!(r.status(), 200);
         *served.entry(served_by(&r)).or_insert(0) += 1;
     }
     assert_eq!(served.len(), 3, "{served:?}");
-    let rs: RoutingStats = fleet
-        .http
-        .get(fleet.url("/api/routing/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rs: RoutingStats = fleet.get_json("/api/routing/stats").await;
     assert_eq!(rs.strategy, "p2c_kv");
     assert_eq!(rs.by_strategy["p2c_kv"], 30);
     assert_eq!(rs.by_strategy["round_robin"], 0);
@@ -460,15 +449,7 @@ async fn the_management_api() {
     }
 
     // Config: keys masked; a partial update; an invalid one changes nothing but the error.
-    let c: ConfigView = fleet
-        .http
-        .get(fleet.url("/api/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let c: ConfigView = fleet.get_json("/api/config").await;
     let shown = c.config.to_string();
     assert!(
         !shown.contains(ADMIN) && !shown.contains("sk-user"),
@@ -503,29 +484,14 @@ async fn the_management_api() {
     fleet.sims[0].control().set_status(Some(503));
     let fails = fleet.sims[0].control_arc();
     for i in 0..20 {
-        let r = fleet
-            .http
-            .post(fleet.url("/v1/chat/completions"))
-            .bearer_auth("sk-user-key-1")
-            .json(&chat_body("m", &format!("x{i}")))
-            .send()
-            .await
-            .unwrap();
+        let r = user_chat(&fleet, &chat_body("m", &format!("x{i}"))).await;
         assert_eq!(r.status(), 200, "retried elsewhere");
         if fleet.gw.state.pool.load().workers[0].breaker.state() == BreakerState::Open {
             break;
         }
     }
     assert!(fails.requests_total() > 0);
-    let bs: BreakerStats = fleet
-        .http
-        .get(fleet.url("/api/circuit-breaker/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bs: BreakerStats = fleet.get_json("/api/circuit-breaker/stats").await;
     assert_eq!(bs.failure_threshold, 2);
     assert_eq!(bs.workers[0].breaker.state, BreakerState::Open);
     assert!(bs.workers[0].breaker.failures_total >= 2);
@@ -586,27 +552,11 @@ async fn the_management_api() {
     ] {
         let r = send(&fleet, Method::PUT, "/api/config", Some(ADMIN), Some(patch)).await;
         assert_eq!(expect_error(r, 400).await["error"]["param"], field);
-        let c: ConfigView = fleet
-            .http
-            .get(fleet.url("/api/config"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c: ConfigView = fleet.get_json("/api/config").await;
         assert_eq!(c.reload.last_error.as_ref().unwrap().field, field);
         assert_eq!(c.config["routing"]["strategy"], "round_robin", "unchanged");
     }
-    let s: StatusInfo = fleet
-        .http
-        .get(fleet.url("/api/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: StatusInfo = fleet.get_json("/api/status").await;
     assert!(s
         .config_error
         .unwrap()
@@ -642,15 +592,7 @@ async fn the_management_api() {
     assert_eq!(r.status(), 200);
     let removed: WorkerInfo = r.json().await.unwrap();
     assert_eq!((removed.id, removed.state), (id, Lifecycle::Stopped));
-    let s: StatusInfo = fleet
-        .http
-        .get(fleet.url("/api/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: StatusInfo = fleet.get_json("/api/status").await;
     assert_eq!(s.workers_total, 2);
     expect_error(
         send(&fleet, Method::GET, "/api/nothing-here", None, None).await,

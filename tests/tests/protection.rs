@@ -226,15 +226,7 @@ async fn a_drained_worker_finishes_its_stream_and_gets_nothing_new() {
     );
     assert_eq!(fleet.sims[0].control().requests_total(), 1);
 
-    let workers: Value = fleet
-        .http
-        .get(fleet.url("/api/workers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let workers: Value = fleet.get("/api/workers").await.json().await.unwrap();
     assert_eq!(workers[0]["state"], "DRAINING");
     admin_post(&fleet, "/api/workers/127.0.0.1:1/undrain", None)
         .await
@@ -375,35 +367,14 @@ async fn api_keys_and_the_admin_key() {
             .status(),
         200
     );
-    expect_error(
-        fleet
-            .http
-            .get(fleet.url("/v1/models"))
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    expect_error(fleet.get("/v1/models").await, 401).await;
     assert_eq!(
-        fleet
-            .http
-            .get(fleet.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        fleet.get("/health").await.status(),
         200,
         "health stays open"
     );
     assert_eq!(
-        fleet
-            .http
-            .get(fleet.url("/api/workers"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        fleet.get("/api/workers").await.status(),
         200,
         "reads stay open"
     );

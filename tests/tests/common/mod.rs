@@ -88,6 +88,20 @@ impl Fleet {
             .expect("request sent")
     }
 
+    /// GET a gateway path.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GET a gateway path and parse its JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.get(path).await.json().await.expect("JSON answer")
+    }
+
     /// Stop the gateway on a blocking thread (its shutdown joins Pingora's thread).
     pub async fn stop(self) {
         let Fleet { gw, sims, .. } = self;
