@@ -12,19 +12,16 @@ use crate::state::AppState;
 
 pub fn stats(state: &AppState) -> RoutingStats {
     let pool = state.pool.load();
-    let current = state.policy.load().name();
-    let current_index = Strategy::from_name(current).map(Strategy::index);
+    let current = state.policy.load().strategy();
     let per_worker: Vec<[u64; 7]> = pool.workers.iter().map(|w| w.selections()).collect();
-    let current_total: u64 = current_index
-        .map(|i| per_worker.iter().map(|s| s[i]).sum())
-        .unwrap_or(0);
+    let current_total: u64 = per_worker.iter().map(|s| s[current.index()]).sum();
     let workers = pool
         .workers
         .iter()
         .zip(&per_worker)
         .enumerate()
         .map(|(index, (w, counts))| {
-            let selected = current_index.map(|i| counts[i]).unwrap_or(0);
+            let selected = counts[current.index()];
             WorkerSelections {
                 index,
                 id: w.id.clone(),
@@ -50,7 +47,7 @@ pub fn stats(state: &AppState) -> RoutingStats {
         .map(|(s, n)| (s.as_str().to_string(), n))
         .collect();
     RoutingStats {
-        strategy: current.to_string(),
+        strategy: current.as_str().to_string(),
         by_strategy,
         workers,
     }

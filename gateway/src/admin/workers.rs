@@ -72,7 +72,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<WorkerInfo>), GatewayError> {
     let req: NewWorker = parse_json(&body)?;
-    if !(1..=1000).contains(&req.weight) {
+    if !crate::worker::spec::WEIGHTS.contains(&req.weight) {
         return Err(GatewayError::invalid(
             "weight: must be 1..=1000",
             Some("weight"),

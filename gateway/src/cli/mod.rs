@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value};
 
-use crate::admin::types::{ConfigView, StatusInfo};
+use crate::admin::types::{ConfigView, StatusInfo, WorkerBreaker};
 use crate::bench::BenchArgs;
 use crate::worker::WorkerInfo;
 use client::Api;
@@ -166,9 +166,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Watch { interval, count } => watch(&api, cli.json, interval, count).await?,
-        Command::Drain { id } | Command::Undrain { id } if id.trim().is_empty() => {
-            anyhow::bail!("the worker ID must not be empty")
-        }
         Command::Drain { id } => worker_action(&api, cli.json, &id, "drain").await?,
         Command::Undrain { id } => worker_action(&api, cli.json, &id, "undrain").await?,
         Command::Add {
@@ -187,15 +184,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::ResetBreaker { id } => {
             let path = format!("/api/circuit-breaker/{}/reset", encode(&id));
-            let v: Value = api.json(Method::POST, &path, None).await?;
+            let b: WorkerBreaker = api.json(Method::POST, &path, None).await?;
             if cli.json {
-                print_json(&v)?;
+                print_json(&b)?;
             } else {
-                println!(
-                    "breaker of {} is {}",
-                    v["url"].as_str().unwrap_or(&id),
-                    v["breaker"]["state"].as_str().unwrap_or("?")
-                );
+                println!("breaker of {} is {}", b.url, b.breaker.state.as_str());
             }
         }
         Command::Config { action } => match action {

@@ -437,7 +437,7 @@ impl Config {
             let field = format!("workers[{i}].url");
             WorkerSpec::parse_url(&w.url).map_err(|e| ConfigError::new(&field, e))?;
             check(
-                w.weight >= 1 && w.weight <= 1000,
+                crate::worker::spec::WEIGHTS.contains(&w.weight),
                 &format!("workers[{i}].weight"),
                 "must be 1..=1000",
             )?;

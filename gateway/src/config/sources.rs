@@ -127,7 +127,7 @@ pub fn parse_worker_urls(text: &str) -> Result<Vec<WorkerConfig>, String> {
                         .trim()
                         .parse::<u32>()
                         .ok()
-                        .filter(|w| (1..=1000).contains(w))
+                        .filter(|w| crate::worker::spec::WEIGHTS.contains(w))
                         .ok_or_else(|| format!("weight `{v}` in `{entry}` must be 1..=1000"))?;
                 }
                 other => {

@@ -182,11 +182,11 @@ impl FleetMetrics {
         self.healthy.set(pool.routable_count() as i64);
         self.workers.set(pool.workers.len() as i64);
         self.uptime.set(state.started.elapsed().as_secs_f64());
-        let current = state.policy.load().name();
+        let current = state.policy.load().strategy();
         for s in Strategy::ALL {
             self.strategy
                 .with_label_values(&[s.as_str()])
-                .set((s.as_str() == current) as i64);
+                .set((s == current) as i64);
         }
         self.running.reset();
         self.waiting.reset();

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use super::ctx::RequestCtx;
 use crate::error::GatewayError;
-use crate::routing::Strategy;
 use crate::state::AppState;
 use crate::worker::load::LoadGuard;
 use crate::worker::pool::Pool;
@@ -46,10 +45,8 @@ pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, Gatew
             excluded.push(worker.uid); // lost a half-open trial slot to a concurrent request
             continue;
         };
-        if let Some(strategy) = Strategy::from_name(policy.name()) {
-            worker.count_selection(strategy);
-            state.count_selection(strategy);
-        }
+        worker.count_selection(policy.strategy());
+        state.count_selection(policy.strategy());
         if tracing::enabled!(tracing::Level::DEBUG) {
             log_decision(&pool, &candidates, &worker, policy.name(), model, ctx);
         }

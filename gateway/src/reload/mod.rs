@@ -82,23 +82,19 @@ pub fn apply(state: &AppState, new: Config, origin: &str) -> Result<(), ConfigEr
                 }
             }
         }
-        Err(e) => {
-            tracing::warn!(origin, field = %e.field, error = %e.message, "configuration change rejected, the previous configuration stays live");
-            status.last_error = Some(ReloadError {
-                source: origin.to_string(),
-                field: e.field.clone(),
-                message: e.message.clone(),
-                at: unix_now(),
-            });
-        }
+        Err(e) => set_error(&mut status, origin, e),
     }
     result.map(|_| ())
 }
 
 /// Record a change that failed before it could be applied (unreadable or unparsable file).
 pub fn record_error(state: &AppState, origin: &str, e: &ConfigError) {
+    set_error(&mut state.reload.lock(), origin, e);
+}
+
+fn set_error(status: &mut ReloadStatus, origin: &str, e: &ConfigError) {
     tracing::warn!(origin, field = %e.field, error = %e.message, "configuration change rejected, the previous configuration stays live");
-    state.reload.lock().last_error = Some(ReloadError {
+    status.last_error = Some(ReloadError {
         source: origin.to_string(),
         field: e.field.clone(),
         message: e.message.clone(),

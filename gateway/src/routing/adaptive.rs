@@ -8,7 +8,7 @@
 //! they survive a strategy switch and a membership change.
 
 use super::rng::SeededRng;
-use super::{Policy, RouteHints};
+use super::{Policy, RouteHints, Strategy};
 use crate::config::AdaptiveConfig;
 use crate::worker::pool::Pool;
 use crate::worker::stats::Outcome;
@@ -45,8 +45,8 @@ impl Adaptive {
 }
 
 impl Policy for Adaptive {
-    fn name(&self) -> &'static str {
-        "adaptive"
+    fn strategy(&self) -> Strategy {
+        Strategy::Adaptive
     }
 
     fn select(&self, pool: &Pool, candidates: &[usize], _hints: &RouteHints) -> usize {
@@ -124,16 +124,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn failures_push_a_worker_away() {
-        let p = pool(2, &[]);
-        let a = Adaptive::new(
+    /// No exploration: every pick is the current best estimate.
+    fn greedy() -> Adaptive {
+        Adaptive::new(
             AdaptiveConfig {
                 epsilon: 0.0,
                 learning_rate: 0.1,
             },
             Some(1),
-        );
+        )
+    }
+
+    #[test]
+    fn failures_push_a_worker_away() {
+        let p = pool(2, &[]);
+        let a = greedy();
         let ok = Outcome {
             success: true,
             latency: Duration::from_millis(100),
@@ -158,13 +163,7 @@ mod tests {
     #[test]
     fn unexplored_workers_are_tried_first() {
         let p = pool(3, &[]);
-        let a = Adaptive::new(
-            AdaptiveConfig {
-                epsilon: 0.0,
-                learning_rate: 0.1,
-            },
-            Some(1),
-        );
+        let a = greedy();
         let ok = Outcome {
             success: true,
             latency: Duration::from_millis(10),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use super::rng::{hash_bytes, mix64};
-use super::{Policy, RouteHints};
+use super::{Policy, RouteHints, Strategy};
 use crate::worker::pool::Pool;
 
 #[derive(Debug)]
@@ -66,8 +66,8 @@ impl ConsistentHash {
 }
 
 impl Policy for ConsistentHash {
-    fn name(&self) -> &'static str {
-        "consistent_hash"
+    fn strategy(&self) -> Strategy {
+        Strategy::ConsistentHash
     }
 
     fn select(&self, pool: &Pool, candidates: &[usize], hints: &RouteHints) -> usize {

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::{argmin_rotating, Policy, RouteHints};
+use super::{argmin_rotating, Policy, RouteHints, Strategy};
 use crate::worker::pool::Pool;
 
 #[derive(Debug, Default)]
@@ -11,8 +11,8 @@ pub struct LeastConnections {
 }
 
 impl Policy for LeastConnections {
-    fn name(&self) -> &'static str {
-        "least_connections"
+    fn strategy(&self) -> Strategy {
+        Strategy::LeastConnections
     }
 
     fn select(&self, pool: &Pool, candidates: &[usize], _hints: &RouteHints) -> usize {

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::{argmin_rotating, Policy, RouteHints};
+use super::{argmin_rotating, Policy, RouteHints, Strategy};
 use crate::worker::pool::Pool;
 
 #[derive(Debug, Default)]
@@ -14,8 +14,8 @@ pub struct LeastQueue {
 }
 
 impl Policy for LeastQueue {
-    fn name(&self) -> &'static str {
-        "least_queue"
+    fn strategy(&self) -> Strategy {
+        Strategy::LeastQueue
     }
 
     fn select(&self, pool: &Pool, candidates: &[usize], _hints: &RouteHints) -> usize {

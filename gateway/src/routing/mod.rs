@@ -55,14 +55,9 @@ impl Strategy {
         Strategy::Adaptive,
     ];
 
-    /// Position in [`Strategy::ALL`].
+    /// Position in [`Strategy::ALL`] (declaration order, tested).
     pub fn index(self) -> usize {
         self as usize
-    }
-
-    /// The strategy whose tag is `name`.
-    pub fn from_name(name: &str) -> Option<Strategy> {
-        Strategy::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -110,8 +105,13 @@ pub struct RouteHints {
 
 /// A routing policy. Implementations are cheap to call and never block.
 pub trait Policy: Send + Sync + fmt::Debug {
+    /// The strategy this policy implements.
+    fn strategy(&self) -> Strategy;
+
     /// The config tag of this policy.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.strategy().as_str()
+    }
 
     /// Pick one of `candidates` (indices into `pool.workers`; never empty) and return the
     /// chosen element of `candidates`.
@@ -201,12 +201,14 @@ mod tests {
 
     #[test]
     fn tags_round_trip_and_factory_names_match() {
-        for s in Strategy::ALL {
+        for (i, s) in Strategy::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i);
             assert_eq!(s.as_str().parse::<Strategy>().unwrap(), s);
             let cfg = RoutingConfig {
                 strategy: s,
                 ..Default::default()
             };
+            assert_eq!(build(&cfg).strategy(), s);
             assert_eq!(build(&cfg).name(), s.as_str());
             assert_eq!(
                 serde_json::to_string(&s).unwrap(),

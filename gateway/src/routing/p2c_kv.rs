@@ -15,7 +15,7 @@
 //! - `error_rate`: 0..1, the time-decayed windowed error rate.
 
 use super::rng::SeededRng;
-use super::{Policy, RouteHints};
+use super::{Policy, RouteHints, Strategy};
 use crate::config::P2cConfig;
 use crate::worker::pool::Pool;
 use crate::worker::Worker;
@@ -65,8 +65,8 @@ fn relative_latency(a: f64, b: f64) -> (f64, f64) {
 }
 
 impl Policy for P2cKv {
-    fn name(&self) -> &'static str {
-        "p2c_kv"
+    fn strategy(&self) -> Strategy {
+        Strategy::P2cKv
     }
 
     fn select(&self, pool: &Pool, candidates: &[usize], _hints: &RouteHints) -> usize {

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::{Policy, RouteHints};
+use super::{Policy, RouteHints, Strategy};
 use crate::worker::pool::Pool;
 
 #[derive(Debug, Default)]
@@ -11,8 +11,8 @@ pub struct RoundRobin {
 }
 
 impl Policy for RoundRobin {
-    fn name(&self) -> &'static str {
-        "round_robin"
+    fn strategy(&self) -> Strategy {
+        Strategy::RoundRobin
     }
 
     fn select(&self, _pool: &Pool, candidates: &[usize], _hints: &RouteHints) -> usize {

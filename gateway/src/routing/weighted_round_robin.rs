@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use super::{Policy, RouteHints};
+use super::{Policy, RouteHints, Strategy};
 use crate::worker::pool::Pool;
 
 #[derive(Debug, Default)]
@@ -20,8 +20,8 @@ pub struct WeightedRoundRobin {
 }
 
 impl Policy for WeightedRoundRobin {
-    fn name(&self) -> &'static str {
-        "weighted_round_robin"
+    fn strategy(&self) -> Strategy {
+        Strategy::WeightedRoundRobin
     }
 
     fn select(&self, pool: &Pool, candidates: &[usize], _hints: &RouteHints) -> usize {

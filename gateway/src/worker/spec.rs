@@ -17,6 +17,9 @@ pub struct WorkerSpec {
     pub models: Vec<String>,
 }
 
+/// Allowed worker weights (config file, `LLM_WORKER_URLS`, `POST /api/workers`).
+pub const WEIGHTS: std::ops::RangeInclusive<u32> = 1..=1000;
+
 impl WorkerSpec {
     /// Parse and resolve a worker URL.
     pub fn new(url: &str, weight: u32, models: Vec<String>) -> Result<Self, String> {
