@@ -118,16 +118,21 @@ async fn every_metric_moves_and_promtool_accepts_the_output() {
     let during = scrape(&fleet).await;
     assert_eq!(total(&during, "llm_gateway_active_requests"), 1.0);
     assert_eq!(total(&during, "llm_worker_inflight_requests"), 1.0);
-    // The worker's own running count arrives with its next /metrics scrape (every 50 ms here).
-    let mut running = 0.0;
-    for _ in 0..20 {
-        running = total(&scrape(&fleet).await, "llm_worker_running_requests");
-        if running >= 1.0 {
+    // The worker's own running count and KV-cache usage arrive with its next /metrics scrape
+    // (every 50 ms here). Both are gauges of the moment, so they are checked while the stream
+    // runs: once it ends they are back to 0.
+    let (mut running, mut kv) = (0.0, 0.0);
+    for _ in 0..40 {
+        let text = scrape(&fleet).await;
+        running = total(&text, "llm_worker_running_requests");
+        kv = total(&text, "llm_worker_kv_cache_usage");
+        if running >= 1.0 && kv > 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(running >= 1.0, "running during the stream: {running}");
+    assert!(kv > 0.0, "KV-cache usage during the stream: {kv}");
     while chunks.next().await.is_some() {}
     fleet.sims[0].control().set_tpot(Duration::from_millis(1));
     fleet.sims[1].control().set_tpot(Duration::from_millis(1));
@@ -181,7 +186,6 @@ async fn every_metric_moves_and_promtool_accepts_the_output() {
         "llm_worker_requests_total",
         "llm_worker_errors_total",
         "llm_worker_latency_ewma_seconds",
-        "llm_worker_kv_cache_usage",
         "llm_routing_selections_total",
         "llm_circuit_breaker_failures_total",
         "llm_circuit_breaker_opened_total",
