@@ -13,6 +13,7 @@
 //! - Protection: [`worker::breaker`] (circuit breakers), [`proxy::retry`] (failover),
 //!   [`limits`] (token buckets), [`auth`] (API keys).
 //! - [`admin`]: the management API, served on the public port through an internal service.
+//! - [`dashboard`]: the web dashboard at `/` and its WebSocket feed `/ws`.
 //! - [`config`]: the configuration struct, its defaults and sources; [`reload`] applies
 //!   changes live (watched file, `PUT /api/config`).
 //! - [`metrics`]: the Prometheus series of `GET /metrics`.
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod housekeeping;
 pub mod http_client;

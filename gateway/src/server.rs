@@ -1,6 +1,7 @@
-//! Assembling and running the Pingora server: the proxy service on the public port and the
-//! prober in the background. `main` calls [`run_forever`]; tests call [`spawn`], which runs the
-//! same server on a thread and stops it on demand.
+//! Assembling and running the Pingora server: the proxy service on the public port and, in
+//! the background, the admin service, the prober, the config watcher and the dashboard feed.
+//! `main` calls [`run_forever`]; tests call [`spawn`], which runs the same server on a thread
+//! and stops it on demand.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::admin::AdminService;
 use crate::config::{Config, ConfigError};
+use crate::dashboard::FeedSampler;
 use crate::housekeeping::Housekeeping;
 use crate::probe::prober::Prober;
 use crate::proxy::Gateway;
@@ -73,6 +75,12 @@ pub fn build(
     server.add_service(background_service(
         "config-watcher",
         ConfigWatcher {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "dashboard-feed",
+        FeedSampler {
             state: state.clone(),
         },
     ));

@@ -42,6 +42,8 @@ pub struct AppState {
     selections: [AtomicU64; 7],
     /// Where the config came from and how the last reload went.
     pub reload: parking_lot::Mutex<ReloadStatus>,
+    /// The dashboard's per-second samples and its WebSocket subscribers.
+    pub feed: crate::dashboard::Feed,
 }
 
 /// One LLM request in flight (see [`AppState::begin_request`]).
@@ -85,6 +87,7 @@ impl AppState {
             metrics: Metrics::new(),
             selections: Default::default(),
             reload: Default::default(),
+            feed: Default::default(),
         })
     }
 

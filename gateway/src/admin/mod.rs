@@ -1,4 +1,4 @@
-//! The internal admin service: the management API (and, later, the dashboard), an axum app on
+//! The internal admin service: the management API and the web dashboard, an axum app on
 //! a loopback port inside a Pingora background service. The public listener forwards admin
 //! paths to it, so everything is served on one port.
 //!
@@ -66,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/circuit-breaker/stats", get(breakers::stats))
         .route("/api/circuit-breaker/{id}/reset", post(breakers::reset))
         .route("/api/config", get(config::get).put(config::put))
+        .merge(crate::dashboard::routes())
         .fallback(reply::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state)

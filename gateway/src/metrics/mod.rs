@@ -16,7 +16,7 @@ pub mod request;
 use parking_lot::Mutex;
 use prometheus::{Encoder, Registry, TextEncoder};
 
-pub use request::{RequestMetrics, RequestRecord, RouteLabel};
+pub use request::{Buckets, RequestMetrics, RequestRecord, RouteLabel, TrafficTotals};
 
 use crate::state::AppState;
 

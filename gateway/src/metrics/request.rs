@@ -97,6 +97,59 @@ pub struct RequestRecord {
     pub retries: u64,
 }
 
+/// Cumulative counts of a histogram: `cumulative[i]` observations were ≤ `bounds[i]`, and
+/// `count` in all (the `+Inf` bucket).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Buckets {
+    pub bounds: Vec<f64>,
+    pub cumulative: Vec<u64>,
+    pub count: u64,
+}
+
+impl Buckets {
+    pub fn of(h: &Histogram) -> Self {
+        use prometheus::core::Metric;
+        let m = h.metric();
+        let h = m.get_histogram();
+        Self {
+            bounds: h.get_bucket().iter().map(|b| b.upper_bound()).collect(),
+            cumulative: h
+                .get_bucket()
+                .iter()
+                .map(|b| b.cumulative_count())
+                .collect(),
+            count: h.get_sample_count(),
+        }
+    }
+
+    /// Add another histogram with the same buckets (an empty `self` takes `other`'s).
+    pub fn add(&mut self, other: &Buckets) {
+        if self.bounds.is_empty() && self.count == 0 {
+            *self = other.clone();
+            return;
+        }
+        for (a, b) in self.cumulative.iter_mut().zip(&other.cumulative) {
+            *a += b;
+        }
+        self.count += other.count;
+    }
+}
+
+/// What the LLM routes answered since start (see [`RequestMetrics::totals`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrafficTotals {
+    pub requests: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    /// 429s from the gateway's rate limits.
+    pub rejected: u64,
+    pub completion_tokens: u64,
+    /// End-to-end latency in seconds, all LLM routes together.
+    pub latency: Buckets,
+    /// Time to first byte of streamed responses, in seconds.
+    pub ttft: Buckets,
+}
+
 pub struct RequestMetrics {
     /// `[route][status class]`.
     requests: Vec<[IntCounter; 5]>,
@@ -228,6 +281,27 @@ impl RequestMetrics {
             }
         }
         (total, errors)
+    }
+
+    /// Cumulative totals of the LLM routes, for the dashboard's per-second samples.
+    pub fn totals(&self) -> TrafficTotals {
+        let mut t = TrafficTotals {
+            rejected: self.limiter_rejected_user.get() + self.limiter_rejected_global.get(),
+            completion_tokens: self.completion_tokens.get(),
+            ttft: Buckets::of(&self.ttft),
+            ..Default::default()
+        };
+        for (i, route) in RouteLabel::ALL.iter().enumerate() {
+            if !route.is_llm() {
+                continue;
+            }
+            let by_class = &self.requests[i];
+            t.requests += by_class.iter().map(|c| c.get()).sum::<u64>();
+            t.client_errors += by_class[2].get();
+            t.server_errors += by_class[3].get();
+            t.latency.add(&Buckets::of(&self.latency[i]));
+        }
+        t
     }
 
     /// A rate-limiter decision: admitted (`None`) or rejected by `scope`.

@@ -61,9 +61,14 @@ impl Route {
     }
 }
 
-/// Paths served by the admin service.
+/// Paths served by the admin service: the management API and the dashboard (page, assets,
+/// WebSocket).
 pub fn is_admin_path(path: &str) -> bool {
-    path == "/api" || path.starts_with("/api/")
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    matches!(path, "/" | "/ws" | "/favicon.ico") || under("/api") || under("/dashboard")
 }
 
 pub fn classify(method: &Method, path: &str) -> Route {
@@ -133,7 +138,16 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/metrics"), Route::Metrics);
         assert_eq!(classify(&Method::GET, "/nope"), Route::NotFound);
         assert_eq!(classify(&Method::GET, "/v1"), Route::NotFound);
-        assert_eq!(classify(&Method::GET, "/"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/"), Route::Admin);
+        assert_eq!(classify(&Method::GET, "/ws"), Route::Admin);
+        assert_eq!(classify(&Method::GET, "/dashboard/app.js"), Route::Admin);
+        assert_eq!(classify(&Method::GET, "/dashboard"), Route::Admin);
+        assert_eq!(classify(&Method::GET, "/dashboards"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/apix"), Route::NotFound);
+        assert_eq!(
+            classify(&Method::GET, "/dashboard/../v1/models"),
+            Route::NotFound
+        );
         assert_eq!(
             classify(&Method::POST, "/api/workers/0/drain"),
             Route::Admin
