@@ -41,6 +41,18 @@ ensure_build_deps() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
 }
 
+# The dashboard's browser test: Debian's Chromium and playwright-core (npm) to drive it.
+ensure_browser_test_deps() {
+  ensure_apt chromium
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then ensure_apt nodejs npm; fi
+  local e2e="$ROOT/dashboard/e2e"
+  if [ ! -d "$e2e/node_modules/playwright-core" ] \
+     || [ "$e2e/package-lock.json" -nt "$e2e/node_modules/.package-lock.json" ]; then
+    log "installing the dashboard test's npm packages (playwright-core, no browser download)"
+    (cd "$e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 build_release() {
   log "building (release, whole workspace; the first build compiles mistral.rs and takes a while)"
   (cd "$ROOT" && cargo build --release --workspace --locked)

@@ -65,6 +65,8 @@ cat >&2 <<MSG
 
   sageLLM Gateway is running on http://127.0.0.1:$port  (workers: $LLM_WORKER_URLS)
 
+    Dashboard:   open http://127.0.0.1:$port/ in a browser
+
     curl http://127.0.0.1:$port/v1/models
     curl http://127.0.0.1:$port/v1/chat/completions -H 'content-type: application/json' \\
       -d '{"model":"${model_id:-MODEL}","messages":[{"role":"user","content":"Hello!"}]}'

@@ -6,6 +6,7 @@ cd "$ROOT"
 
 ensure_build_deps
 ensure_apt curl prometheus   # promtool validates the /metrics output
+ensure_browser_test_deps     # Chromium + playwright-core for the dashboard's browser test
 "$ROOT/scripts/fetch-model.sh"     # the engine's tests run the real default model
 build_release
 log "running the test suite"
