@@ -38,6 +38,8 @@ pub enum GatewayError {
     MethodNotAllowed { method: String, path: String },
     #[error("the model `{0}` does not exist on any worker of this gateway")]
     ModelNotFound(String),
+    #[error("the session `{0}` does not exist (or it expired, or it belongs to another API key)")]
+    SessionNotFound(String),
     #[error("the request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request body was not received in time")]
@@ -80,7 +82,9 @@ impl GatewayError {
             GatewayError::InvalidJson { .. } | GatewayError::InvalidRequest { .. } => 400,
             GatewayError::Unauthorized(_) => 401,
             GatewayError::Forbidden(_) => 403,
-            GatewayError::NotFound(_) | GatewayError::ModelNotFound(_) => 404,
+            GatewayError::NotFound(_)
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::SessionNotFound(_) => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::Conflict(_) => 409,
             GatewayError::RequestTimeout => 408,
@@ -102,6 +106,7 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::Conflict(_)
             | GatewayError::ModelNotFound(_)
+            | GatewayError::SessionNotFound(_)
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::RequestTimeout => "invalid_request_error",
             GatewayError::Unauthorized(_) => "authentication_error",
@@ -125,6 +130,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::Conflict(_) => "conflict",
             GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::SessionNotFound(_) => "session_not_found",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::RequestTimeout => "request_timeout",
             GatewayError::RateLimited { .. } => "rate_limit_exceeded",

@@ -1,5 +1,5 @@
-//! Periodic upkeep in the background: pruning idle rate-limit keys so memory stays bounded
-//! under many distinct users.
+//! Periodic upkeep in the background: pruning idle rate-limit keys and expired sessions so
+//! memory stays bounded under many distinct users.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,8 @@ impl BackgroundService for Housekeeping {
                     let limits = self.state.limits.load();
                     limits.prune();
                     tracing::debug!(users = limits.tracked_users(), "pruned idle rate-limit keys");
+                    let expired = self.state.sessions.prune(crate::session::now_ms());
+                    tracing::debug!(expired, sessions = self.state.sessions.len(), "pruned expired sessions");
                 }
             }
         }

@@ -12,8 +12,11 @@
 //! - [`probe`]: health checks, model discovery and `/metrics` scrapes.
 //! - Protection: [`worker::breaker`] (circuit breakers), [`proxy::retry`] (failover),
 //!   [`limits`] (token buckets), [`auth`] (API keys).
+//! - [`anthropic`]: Anthropic's Messages API (`/v1/messages`) translated to and from the
+//!   workers' OpenAI chat completions.
 //! - [`admin`]: the management API, served on the public port through an internal service.
 //! - [`dashboard`]: the web dashboard at `/` and its WebSocket feed `/ws`.
+//! - [`session`]: multi-turn sessions kept by the gateway (`/sessions`, `X-Session-ID`).
 //! - [`config`]: the configuration struct, its defaults and sources; [`reload`] applies
 //!   changes live (watched file, `PUT /api/config`).
 //! - [`metrics`]: the Prometheus series of `GET /metrics`.
@@ -30,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod anthropic;
 pub mod auth;
 pub mod bench;
 pub mod cli;
@@ -45,5 +49,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod session;
+pub mod sse;
 pub mod state;
 pub mod worker;

@@ -44,6 +44,8 @@ pub struct AppState {
     pub reload: parking_lot::Mutex<ReloadStatus>,
     /// The dashboard's per-second samples and its WebSocket subscribers.
     pub feed: crate::dashboard::Feed,
+    /// Conversations kept by the gateway (outlive config reloads).
+    pub sessions: Arc<dyn crate::session::SessionStore>,
 }
 
 /// One LLM request in flight (see [`AppState::begin_request`]).
@@ -88,6 +90,7 @@ impl AppState {
             selections: Default::default(),
             reload: Default::default(),
             feed: Default::default(),
+            sessions: Arc::new(crate::session::MemoryStore::default()),
         })
     }
 

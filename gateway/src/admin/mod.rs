@@ -3,7 +3,8 @@
 //! paths to it, so everything is served on one port.
 //!
 //! Writes need `auth.admin_key` when it is set (`Authorization: Bearer <key>` or
-//! `x-admin-key`); reads are open.
+//! `x-admin-key`); reads are open. The session endpoints are served here too, but checked
+//! against the API keys like the LLM endpoints (see [`crate::session::api`]).
 
 pub mod breakers;
 pub mod config;
@@ -69,6 +70,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(reply::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        // Sessions take the caller's API key, not the admin key.
+        .merge(crate::session::api::routes())
         .with_state(state)
 }
 

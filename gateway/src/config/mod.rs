@@ -27,6 +27,7 @@ pub struct Config {
     pub circuit_breaker: CircuitBreakerConfig,
     pub rate_limit: RateLimitConfig,
     pub auth: AuthConfig,
+    pub sessions: crate::session::SessionsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -584,7 +585,7 @@ impl Config {
                 "must have at least 8 characters",
             )?;
         }
-        Ok(())
+        self.sessions.validate()
     }
 
     /// The worker list as parsed specs (validated URLs and weights).

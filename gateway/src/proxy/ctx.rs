@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::observe::ResponseObserver;
 use super::request::RequestInfo;
 use super::route::Route;
+use super::translate::Translation;
 use crate::error::{ApiFlavor, GatewayError};
 use crate::routing::RouteHints;
 use crate::state::ActiveGuard;
@@ -55,6 +56,8 @@ pub struct RequestCtx {
     pub observer: ResponseObserver,
     /// Answered by the gateway itself (no worker involved).
     pub local: bool,
+    /// Set when the response is rewritten for the client (forces the gateway's own path).
+    pub translation: Option<Translation>,
 }
 
 impl Default for RequestCtx {
@@ -76,6 +79,7 @@ impl Default for RequestCtx {
             error: None,
             observer: ResponseObserver::default(),
             local: false,
+            translation: None,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! were read (> 64 KiB or chunked; see [`super::body`]). The whole body is in memory
 //! (bounded by `max_body_bytes`), so it is sent with a `Content-Length` and can be replayed
 //! on another worker when an attempt fails before any byte reached the client. The response
-//! streams back chunk by chunk, exactly like the Pingora path.
+//! streams back chunk by chunk, exactly like the Pingora path — or, for a request with a
+//! [`Translation`](super::translate::Translation), through its translator.
 
 use std::time::Duration;
 
@@ -104,18 +105,35 @@ async fn attempt(
     let cfg = gw.state.config.load();
     let read_timeout = Duration::from_millis(cfg.upstream.read_timeout_ms);
     let req_header = session.req_header();
-    let path = req_header
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let path = match ctx.translation.as_ref().and_then(|t| t.upstream_path) {
+        Some(p) => p,
+        None => req_header
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+    };
     let mut req = http::Request::builder()
         .method(req_header.method.clone())
         .uri(format!("{base}{path}"));
+    // A rewritten body is JSON the gateway made; a translated request's Anthropic headers
+    // (and its key, meant for the gateway) mean nothing to an OpenAI worker.
+    let rewritten = ctx.translation.is_some();
+    let translated = ctx
+        .translation
+        .as_ref()
+        .is_some_and(|t| t.upstream_path.is_some());
     for (name, value) in req_header.headers.iter() {
-        if !SKIP_REQUEST.contains(&name.as_str()) {
+        let n = name.as_str();
+        let dropped = SKIP_REQUEST.contains(&n)
+            || (rewritten && n == "content-type")
+            || (translated && (n.starts_with("anthropic-") || n == "x-api-key"));
+        if !dropped {
             req = req.header(name, value);
         }
+    }
+    if rewritten {
+        req = req.header("content-type", "application/json");
     }
     let req = req
         .header("host", authority)
@@ -155,12 +173,22 @@ async fn attempt(
         return Err(AttemptError::Retryable(e, Verdict::of_status(status)));
     }
 
-    let mut out = ResponseHeader::build(status, Some(parts.headers.len() + 3))
+    let worker_id = ctx.worker.as_ref().map(|w| w.id.as_str()).unwrap_or("");
+    let mut translator = ctx
+        .translation
+        .as_ref()
+        .map(|t| (t.factory)(status, worker_id));
+    let client_status = translator.as_ref().map_or(status, |t| t.status(status));
+    let mut out = ResponseHeader::build(client_status, Some(parts.headers.len() + 3))
         .map_err(|e| AttemptError::Final(Some(GatewayError::Internal(e.to_string()))))?;
     for (name, value) in parts.headers.iter() {
-        if !SKIP_RESPONSE.contains(&name.as_str()) {
+        let replaced = translator.is_some() && name == http::header::CONTENT_TYPE;
+        if !SKIP_RESPONSE.contains(&name.as_str()) && !replaced {
             let _ = out.append_header(name.clone(), value.clone());
         }
+    }
+    if let Some(t) = &translator {
+        let _ = out.insert_header(http::header::CONTENT_TYPE, t.content_type());
     }
     gw.decorate_response(&mut out, ctx);
     let _ = out.insert_header("transfer-encoding", "chunked");
@@ -172,34 +200,46 @@ async fn attempt(
         return Err(AttemptError::Final(None)); // the client left
     }
     loop {
-        let frame = match tokio::time::timeout(read_timeout, upstream_body.frame()).await {
-            Err(_) => {
-                return Err(AttemptError::Final(Some(GatewayError::UpstreamTimeout(
-                    "the worker stalled mid-response".into(),
-                ))))
-            }
+        let broke = match tokio::time::timeout(read_timeout, upstream_body.frame()).await {
+            Err(_) => GatewayError::UpstreamTimeout("the worker stalled mid-response".into()),
             Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(AttemptError::Final(Some(GatewayError::UpstreamFailed(
-                    format!("the worker broke off: {e}"),
-                ))))
+            Ok(Some(Err(e))) => GatewayError::UpstreamFailed(format!("the worker broke off: {e}")),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    ctx.observer.on_chunk(&data);
+                    let data = match translator.as_mut() {
+                        Some(t) => t.chunk(&data),
+                        None => data,
+                    };
+                    send(session, data).await?;
+                }
+                continue;
             }
-            Ok(Some(Ok(frame))) => frame,
         };
-        if let Ok(data) = frame.into_data() {
-            ctx.observer.on_chunk(&data);
-            if session
-                .write_response_body(Some(data), false)
-                .await
-                .is_err()
-            {
-                return Err(AttemptError::Final(None));
-            }
+        // The response has started: end it in the client's API when a translator can.
+        if let Some(t) = translator.as_mut() {
+            send(session, t.abort(&broke.to_string())).await?;
+            let _ = session.write_response_body(None, true).await;
         }
+        return Err(AttemptError::Final(Some(broke)));
+    }
+    if let Some(t) = translator.as_mut() {
+        send(session, t.finish()).await?;
     }
     session
         .write_response_body(None, true)
         .await
         .map_err(|_| AttemptError::Final(None))?;
     Ok(())
+}
+
+/// Write a piece of the response body (nothing for an empty piece).
+async fn send(session: &mut Session, data: Bytes) -> Result<(), AttemptError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    session
+        .write_response_body(Some(data), false)
+        .await
+        .map_err(|_| AttemptError::Final(None)) // the client left
 }

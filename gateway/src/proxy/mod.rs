@@ -3,8 +3,9 @@
 //! ```text
 //! request_filter     local endpoints (/health, /v1/models), admin paths → admin service;
 //!                    LLM paths: draining? → API key → concurrency cap → read + validate the
-//!                    body → rate limits → unknown model 404 → large bodies go to `forward`,
-//!                    the rest to Pingora
+//!                    body → rate limits → unknown model 404 → `/v1/messages` translated
+//!                    (`anthropic`), session history prepended (`session::chat`) → large,
+//!                    rewritten and translated bodies go to `forward`, the rest to Pingora
 //! upstream_peer      backoff before a retry → `select::pick`: eligible workers (routable,
 //!                    breaker, model, not tried) → policy → worker rate limit → in-flight token
 //! upstream_request_filter   Host of the worker
@@ -27,6 +28,7 @@ pub mod respond;
 pub mod retry;
 pub mod route;
 pub mod select;
+pub mod translate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ use account::Verdict;
 use ctx::{BodyMode, RequestCtx};
 use request::KeySources;
 use route::{Endpoint, Route};
+use translate::Translation;
 
 /// Response header naming the worker that served the request.
 pub const WORKER_HEADER: http::HeaderName = http::HeaderName::from_static("x-sagellm-worker");
@@ -210,6 +213,18 @@ impl Gateway {
             Ok(v) => v,
             Err(e) => return self.reject(session, ctx, e).await,
         };
+        // Anthropic's Messages API goes to the worker as chat completions.
+        let translated = match endpoint {
+            Endpoint::Messages => match crate::anthropic::request::translate(&bytes) {
+                Ok(t) => Some(t),
+                Err(e) => return self.reject(session, ctx, e).await,
+            },
+            _ => None,
+        };
+        let (parse_as, forward_body) = match &translated {
+            Some(t) => (Endpoint::Chat, &t.body),
+            None => (endpoint, &bytes),
+        };
         let req = session.req_header();
         let keys = KeySources {
             session_header: req
@@ -219,7 +234,7 @@ impl Gateway {
             api_key: api_key(req),
             prefix_bytes: cfg.routing.consistent_hash.prefix_bytes,
         };
-        ctx.info = match request::parse(endpoint, &bytes, keys) {
+        ctx.info = match request::parse(parse_as, forward_body, keys) {
             Ok(info) => info,
             Err(e) => return self.reject(session, ctx, e).await,
         };
@@ -252,6 +267,40 @@ impl Gateway {
                     .await;
             }
         }
+        let rewritten = match translated {
+            Some(t) => {
+                let (stream, model) = (ctx.info.stream, t.model);
+                ctx.translation = Some(Translation {
+                    upstream_path: Some("/v1/chat/completions"),
+                    factory: Box::new(move |status, _| {
+                        crate::anthropic::translator(status, stream, model.clone())
+                    }),
+                });
+                Some(t.body)
+            }
+            None => match self.session_of(session, ctx, endpoint) {
+                Some(id) => {
+                    let key = api_key(session.req_header());
+                    match crate::session::chat::prepare(
+                        &self.state,
+                        &id,
+                        key,
+                        &bytes,
+                        ctx.info.stream,
+                    ) {
+                        Ok(p) => {
+                            ctx.translation = Some(p.translation);
+                            ctx.hints.prefer = p.prefer;
+                            Some(p.body)
+                        }
+                        Err(e) => return self.reject(session, ctx, e).await,
+                    }
+                }
+                None => None,
+            },
+        };
+        // A rewritten body is forwarded on the gateway's own path (it is not Pingora's).
+        let mode = rewritten.map_or(mode, BodyMode::Owned);
         match mode {
             BodyMode::Owned(body) => {
                 forward::run(self, session, ctx, body).await;
@@ -267,11 +316,37 @@ impl Gateway {
         }
     }
 
+    /// The session a chat request belongs to: the `X-Session-ID` header or the `session_id`
+    /// field, when it names one of the gateway's sessions (`sess_…`). Other values are only
+    /// affinity keys for `consistent_hash`, as before sessions existed.
+    fn session_of(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        endpoint: Endpoint,
+    ) -> Option<String> {
+        if endpoint != Endpoint::Chat {
+            return None;
+        }
+        let header = session
+            .req_header()
+            .headers
+            .get("x-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        header
+            .or(ctx.info.session_id.as_deref())
+            .filter(|id| id.starts_with(crate::session::ID_PREFIX))
+            .map(str::to_string)
+    }
+
     /// The final error: a JSON response, or — when a stream already started — an SSE error
     /// event that the OpenAI SDKs raise, ending the stream.
     async fn send_error(&self, session: &mut Session, ctx: &RequestCtx, err: &GatewayError) {
         let result = if session.response_written().is_none() {
             respond::write_error(session, err, ctx.flavor, true).await
+        } else if ctx.translation.is_some() {
+            Ok(()) // the translator already ended the response in the client's API
         } else if ctx.observer.sse {
             let (_, _, body) = err.render(ctx.flavor);
             let mut event = b"data: ".to_vec();
@@ -305,6 +380,9 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         ctx.route = route::classify(&req.method, req.uri.path());
+        if ctx.route == Route::Llm(Endpoint::Messages) {
+            ctx.flavor = crate::error::ApiFlavor::Anthropic;
+        }
         let model_list = matches!(ctx.route, Route::Models | Route::Model(_));
         if model_list
             && !self

@@ -26,6 +26,8 @@ pub struct RequestInfo {
     pub affinity: Option<u64>,
     /// Hash of the body's `user` field (a rate-limit identity when there is no API key).
     pub user: Option<u64>,
+    /// The body's `session_id` field, as sent.
+    pub session_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +112,7 @@ pub fn parse(
         Endpoint::Chat => ("messages", probe.messages),
         Endpoint::Completions => ("prompt", probe.prompt),
         Endpoint::Embeddings => ("input", probe.input),
+        Endpoint::Messages => ("messages", probe.messages),
         Endpoint::OtherV1 => ("", None),
     };
     if endpoint != Endpoint::OtherV1 && is_null(raw) {
@@ -129,6 +132,7 @@ pub fn parse(
         model,
         stream: probe.stream.unwrap_or(false),
         user: nonempty(probe.user.as_deref()).map(|u| hash_bytes(u.as_bytes())),
+        session_id: nonempty(probe.session_id.as_deref()).map(str::to_string),
         affinity: affinity(
             probe.session_id.as_deref(),
             probe.user.as_deref(),
@@ -143,6 +147,7 @@ fn static_param(endpoint: Endpoint) -> &'static str {
         Endpoint::Chat => "messages",
         Endpoint::Completions => "prompt",
         Endpoint::Embeddings => "input",
+        Endpoint::Messages => "messages",
         Endpoint::OtherV1 => "body",
     }
 }

@@ -10,6 +10,8 @@ pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    /// Anthropic's Messages API, translated to chat completions for the worker.
+    Messages,
     /// Any other `/v1/*` path: forwarded to a worker serving the body's `model` (if any).
     OtherV1,
 }
@@ -21,6 +23,7 @@ impl Endpoint {
             Endpoint::Chat => "chat",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Messages => "messages",
             Endpoint::OtherV1 => "other",
         }
     }
@@ -54,6 +57,7 @@ impl Route {
             Route::Llm(Endpoint::Chat) => RouteLabel::Chat,
             Route::Llm(Endpoint::Completions) => RouteLabel::Completions,
             Route::Llm(Endpoint::Embeddings) => RouteLabel::Embeddings,
+            Route::Llm(Endpoint::Messages) => RouteLabel::Messages,
             Route::Llm(Endpoint::OtherV1) => RouteLabel::OtherV1,
             Route::Admin => RouteLabel::Admin,
             Route::MethodNotAllowed | Route::NotFound => RouteLabel::Other,
@@ -61,14 +65,17 @@ impl Route {
     }
 }
 
-/// Paths served by the admin service: the management API and the dashboard (page, assets,
-/// WebSocket).
+/// Paths served by the admin service: the management API, the dashboard (page, assets,
+/// WebSocket) and the session endpoints.
 pub fn is_admin_path(path: &str) -> bool {
     let under = |prefix: &str| {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    matches!(path, "/" | "/ws" | "/favicon.ico") || under("/api") || under("/dashboard")
+    matches!(path, "/" | "/ws" | "/favicon.ico")
+        || under("/api")
+        || under("/dashboard")
+        || under("/sessions")
 }
 
 pub fn classify(method: &Method, path: &str) -> Route {
@@ -91,6 +98,7 @@ pub fn classify(method: &Method, path: &str) -> Route {
         "/v1/chat/completions" => only(method, Method::POST, Route::Llm(Endpoint::Chat)),
         "/v1/completions" => only(method, Method::POST, Route::Llm(Endpoint::Completions)),
         "/v1/embeddings" => only(method, Method::POST, Route::Llm(Endpoint::Embeddings)),
+        "/v1/messages" => only(method, Method::POST, Route::Llm(Endpoint::Messages)),
         p => match p.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() => only(method, Method::GET, Route::Model(id.to_string())),
             _ if p.starts_with("/v1/") => Route::Llm(Endpoint::OtherV1),
@@ -134,6 +142,10 @@ mod tests {
             classify(&Method::POST, "/v1/rerank"),
             Route::Llm(Endpoint::OtherV1)
         );
+        assert_eq!(
+            classify(&Method::POST, "/v1/messages"),
+            Route::Llm(Endpoint::Messages)
+        );
         assert_eq!(classify(&Method::GET, "/health"), Route::Health);
         assert_eq!(classify(&Method::GET, "/metrics"), Route::Metrics);
         assert_eq!(classify(&Method::GET, "/nope"), Route::NotFound);
@@ -144,6 +156,8 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/dashboard"), Route::Admin);
         assert_eq!(classify(&Method::GET, "/dashboards"), Route::NotFound);
         assert_eq!(classify(&Method::GET, "/apix"), Route::NotFound);
+        assert_eq!(classify(&Method::POST, "/sessions"), Route::Admin);
+        assert_eq!(classify(&Method::DELETE, "/sessions/sess_1"), Route::Admin);
         assert_eq!(
             classify(&Method::GET, "/dashboard/../v1/models"),
             Route::NotFound

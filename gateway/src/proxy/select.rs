@@ -33,7 +33,14 @@ pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, Gatew
                 None => return Err(no_worker(&pool, model, ctx)),
             }
         } else {
-            let chosen = pool.workers[policy.select(&pool, &candidates, &ctx.hints)].clone();
+            let preferred = ctx.hints.prefer.and_then(|uid| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|&i| pool.workers[i].uid == uid)
+            });
+            let index = preferred.unwrap_or_else(|| policy.select(&pool, &candidates, &ctx.hints));
+            let chosen = pool.workers[index].clone();
             if !limits.worker_admits(chosen.uid) {
                 excluded.push(chosen.uid);
                 over_limit = Some(chosen);

@@ -98,6 +98,7 @@ mod tests {
 
     fn hint(k: u64) -> RouteHints {
         RouteHints {
+            prefer: None,
             affinity: Some(hash_bytes(&k.to_le_bytes())),
         }
     }

@@ -101,6 +101,9 @@ impl FromStr for Strategy {
 pub struct RouteHints {
     /// Hash of the affinity key (session, user, API key or prompt prefix), if any.
     pub affinity: Option<u64>,
+    /// A worker (uid) to take whenever it is eligible, before any policy: a session's worker,
+    /// whose prefix cache holds the conversation.
+    pub prefer: Option<u64>,
 }
 
 /// A routing policy. Implementations are cheap to call and never block.

@@ -1,0 +1,386 @@
+//! The worker's non-streaming answers in Anthropic's shapes: a chat completion becomes a
+//! `message` ([`JsonTranslator`]); an error body becomes `{"type":"error",…}` with the same
+//! status ([`ErrorTranslator`]). Both buffer the whole body and answer on `finish()`.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::proxy::translate::ResponseTranslator;
+
+/// Largest worker body the JSON translator buffers; beyond it the client gets an `api_error`.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Most of an error body kept for its message (error bodies are small; this bounds garbage).
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Longest message taken from an error body that is not JSON.
+const MAX_ERROR_MESSAGE: usize = 1000;
+
+/// The parts of a chat completion the message is made of (everything lenient: a field of an
+/// unexpected shape reads as absent rather than failing the whole answer).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Completion {
+    pub id: Option<String>,
+    pub choices: Vec<Choice>,
+    pub usage: Option<Usage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct Choice {
+    message: Option<ChoiceMessage>,
+    /// Streams: the chunk's piece of the text.
+    pub delta: Option<ChoiceMessage>,
+    pub finish_reason: Option<String>,
+    /// vLLM: the matched stop string (a string), a stop token id (a number), or null.
+    pub stop_reason: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ChoiceMessage {
+    pub content: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(default)]
+pub(super) struct Usage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+}
+
+impl Choice {
+    /// The matched stop string, when the worker reported one.
+    pub fn matched_stop(&self) -> Option<&str> {
+        self.stop_reason.as_ref().and_then(Value::as_str)
+    }
+}
+
+/// Anthropic's error body.
+pub(super) fn error_body(kind: &str, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": kind, "message": message}})
+}
+
+fn to_bytes(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A worker's chat completion → Anthropic's `message` object.
+pub struct JsonTranslator {
+    model: String,
+    body: Vec<u8>,
+    too_large: bool,
+}
+
+impl JsonTranslator {
+    /// `model`: the model the client asked for (echoed back).
+    pub fn new(model: String) -> Self {
+        Self {
+            model,
+            body: Vec::new(),
+            too_large: false,
+        }
+    }
+
+    fn message(&self, c: &Completion) -> Value {
+        let choice = c.choices.first();
+        let text = choice
+            .and_then(|ch| ch.message.as_ref())
+            .and_then(|m| m.content.as_deref())
+            .unwrap_or("");
+        let (stop_reason, stop_sequence) = super::stop_reason(
+            choice.and_then(|ch| ch.finish_reason.as_deref()),
+            choice.and_then(Choice::matched_stop),
+        );
+        let usage = c.usage.unwrap_or_default();
+        json!({
+            "id": super::message_id(c.id.as_deref()),
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": stop_reason,
+            "stop_sequence": stop_sequence,
+            "usage": {
+                "input_tokens": usage.prompt_tokens.unwrap_or(0),
+                "output_tokens": usage.completion_tokens.unwrap_or(0),
+            },
+        })
+    }
+}
+
+impl ResponseTranslator for JsonTranslator {
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn chunk(&mut self, data: &[u8]) -> Bytes {
+        if !self.too_large {
+            if self.body.len() + data.len() > MAX_BODY {
+                self.too_large = true;
+                self.body = Vec::new();
+            } else {
+                self.body.extend_from_slice(data);
+            }
+        }
+        Bytes::new()
+    }
+
+    fn finish(&mut self) -> Bytes {
+        // The status (2xx) is already on its way, so a failure here can only be told in the body.
+        if self.too_large {
+            return to_bytes(&error_body(
+                "api_error",
+                &format!("the worker's response exceeds {MAX_BODY} bytes"),
+            ));
+        }
+        match serde_json::from_slice::<Completion>(&self.body) {
+            Ok(c) => to_bytes(&self.message(&c)),
+            Err(e) => {
+                tracing::debug!(error = %e, "worker response is not a chat completion");
+                to_bytes(&error_body(
+                    "api_error",
+                    &format!("the worker's response is not a valid chat completion: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+/// Anthropic's `error.type` for a worker's status (table in [`super`]).
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// A worker's non-2xx answer (OpenAI's error JSON, FastAPI's `detail`, or any body) →
+/// Anthropic's error body, same status.
+pub struct ErrorTranslator {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl ErrorTranslator {
+    /// `status`: the worker's (decides `error.type`; the client gets the same).
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            body: Vec::new(),
+        }
+    }
+}
+
+/// The human-readable message of an error body.
+fn error_message(body: &[u8], status: u16) -> String {
+    fn text(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Null | Value::String(_) => None,
+            other => Some(other.to_string()),
+        }
+    }
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let found = v
+            .pointer("/error/message")
+            .and_then(text)
+            .or_else(|| v.get("error").filter(|e| e.is_string()).and_then(text))
+            .or_else(|| v.get("message").and_then(text))
+            .or_else(|| v.get("detail").and_then(text));
+        if let Some(m) = found {
+            return m;
+        }
+    }
+    let raw = String::from_utf8_lossy(body);
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return format!("the worker answered with status {status}");
+    }
+    let mut end = raw.len().min(MAX_ERROR_MESSAGE);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    raw[..end].to_string()
+}
+
+impl ResponseTranslator for ErrorTranslator {
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn chunk(&mut self, data: &[u8]) -> Bytes {
+        let room = MAX_ERROR_BODY.saturating_sub(self.body.len());
+        self.body.extend_from_slice(&data[..data.len().min(room)]);
+        Bytes::new()
+    }
+
+    fn finish(&mut self) -> Bytes {
+        to_bytes(&error_body(
+            error_type(self.status),
+            &error_message(&self.body, self.status),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translate_json(body: &[u8]) -> Value {
+        let mut t = JsonTranslator::new("req-model".into());
+        assert_eq!(t.content_type(), "application/json");
+        assert_eq!(t.status(200), 200);
+        for piece in body.chunks(7) {
+            assert!(t.chunk(piece).is_empty(), "nothing is sent before the end");
+        }
+        serde_json::from_slice(&t.finish()).unwrap()
+    }
+
+    /// What `sagellm-sim` answers (tests/src/generation.rs), with `finish_reason` and vLLM's
+    /// `stop_reason` as given.
+    fn sim_completion(finish: &str, stop_reason: Value) -> Vec<u8> {
+        json!({
+            "id": "chatcmpl-abc", "object": "chat.completion", "created": 1, "model": "worker-model",
+            "choices": [{"index": 0,
+                         "message": {"role": "assistant", "content": "tok0 tok1 tok2", "tool_calls": []},
+                         "logprobs": null, "finish_reason": finish, "stop_reason": stop_reason}],
+            "usage": {"prompt_tokens": 5, "total_tokens": 8, "completion_tokens": 3,
+                      "prompt_tokens_details": null},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn chat_completion_becomes_a_message() {
+        let v = translate_json(&sim_completion("stop", Value::Null));
+        assert_eq!(
+            v,
+            json!({
+                "id": "msg_chatcmpl-abc", "type": "message", "role": "assistant",
+                "model": "req-model",
+                "content": [{"type": "text", "text": "tok0 tok1 tok2"}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 5, "output_tokens": 3},
+            })
+        );
+    }
+
+    #[test]
+    fn stop_mapping() {
+        let cases = [
+            ("stop", Value::Null, "end_turn", Value::Null),
+            ("stop", json!(151645), "end_turn", Value::Null),
+            ("stop", json!("###"), "stop_sequence", json!("###")),
+            ("length", Value::Null, "max_tokens", Value::Null),
+            ("tool_calls", Value::Null, "end_turn", Value::Null),
+            ("abort", json!("x"), "end_turn", Value::Null),
+        ];
+        for (finish, stop, want, seq) in cases {
+            let v = translate_json(&sim_completion(finish, stop.clone()));
+            assert_eq!(v["stop_reason"], want, "{finish} {stop}");
+            assert_eq!(v["stop_sequence"], seq, "{finish} {stop}");
+        }
+    }
+
+    #[test]
+    fn sparse_completion() {
+        // No id, no usage, null content: still a well-formed message.
+        let v =
+            translate_json(br#"{"choices":[{"message":{"content":null},"finish_reason":null}]}"#);
+        assert!(v["id"].as_str().unwrap().starts_with("msg_"));
+        assert_eq!(v["content"], json!([{"type": "text", "text": ""}]));
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert_eq!(v["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
+        let v = translate_json(br#"{"choices":[]}"#);
+        assert_eq!(v["type"], "message");
+    }
+
+    #[test]
+    fn garbage_and_oversized_bodies_are_api_errors() {
+        let v = translate_json(b"<html>oops");
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "api_error");
+        let mut t = JsonTranslator::new("m".into());
+        let mb = vec![b' '; 1 << 20];
+        for _ in 0..17 {
+            t.chunk(&mb);
+        }
+        assert!(t.body.is_empty(), "the buffer is dropped once over the cap");
+        let v: Value = serde_json::from_slice(&t.finish()).unwrap();
+        assert_eq!(v["error"]["type"], "api_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("exceeds"));
+    }
+
+    fn translate_error(status: u16, body: &[u8]) -> Value {
+        let mut t = super::super::translator(status, false, "m".into());
+        assert_eq!(t.status(status), status);
+        assert_eq!(t.content_type(), "application/json");
+        for piece in body.chunks(3) {
+            assert!(t.chunk(piece).is_empty());
+        }
+        serde_json::from_slice(&t.finish()).unwrap()
+    }
+
+    #[test]
+    fn worker_errors_by_status() {
+        let cases = [
+            (400, "invalid_request_error"),
+            (401, "authentication_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (413, "request_too_large"),
+            (422, "invalid_request_error"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+            (502, "api_error"),
+            (503, "api_error"),
+            (529, "overloaded_error"),
+            (302, "api_error"),
+        ];
+        for (status, kind) in cases {
+            // vLLM's / the sim's shape.
+            let body = json!({"error": {"message": format!("m{status}"), "type": "X",
+                                        "param": null, "code": status}});
+            let v = translate_error(status, body.to_string().as_bytes());
+            assert_eq!(
+                v,
+                json!({"type": "error", "error": {"type": kind, "message": format!("m{status}")}}),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_messages_from_any_body() {
+        let msg = |body: &[u8]| translate_error(500, body)["error"]["message"].clone();
+        assert_eq!(msg(br#"{"detail":"Not Found"}"#), "Not Found");
+        assert_eq!(msg(br#"{"error":"plain"}"#), "plain");
+        assert_eq!(msg(br#"{"message":"m"}"#), "m");
+        assert_eq!(
+            msg(br#"{"detail":[{"loc":["body"]}]}"#),
+            r#"[{"loc":["body"]}]"#
+        );
+        assert_eq!(msg(b"  upstream connect error  "), "upstream connect error");
+        assert_eq!(msg(b""), "the worker answered with status 500");
+        assert_eq!(msg(b"{}"), "{}");
+        let long = "é".repeat(2000);
+        let m = msg(long.as_bytes());
+        let m = m.as_str().unwrap();
+        assert!(m.len() <= MAX_ERROR_MESSAGE && m.starts_with('é'));
+        let mut t = ErrorTranslator::new(400);
+        for _ in 0..100 {
+            t.chunk(&[b'x'; 1024]);
+        }
+        assert_eq!(t.body.len(), MAX_ERROR_BODY);
+    }
+}

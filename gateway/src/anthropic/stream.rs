@@ -1,0 +1,684 @@
+//! The worker's OpenAI SSE stream → Anthropic's stream events (table in [`super`]).
+//!
+//! The input arrives split anywhere: partial lines are kept until their `\n` (a `\r` before it
+//! is dropped), `data:` lines are collected until the blank line that ends the event, and
+//! comments and other fields are ignored. An event whose JSON does not parse is skipped; the
+//! stream goes on. The output is always one well-formed Anthropic stream (`message_start` …
+//! `message_stop`), or one that ends with an `error` event.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::response::{Choice, Usage};
+use crate::proxy::translate::ResponseTranslator;
+
+/// Longest SSE event (or line) kept; a longer one is dropped whole.
+const MAX_EVENT: usize = 4 << 20;
+
+/// One `chat.completion.chunk` (lenient like [`super::response`]'s `Completion`), or a
+/// worker's mid-stream `{"error":…}`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Chunk {
+    id: Option<String>,
+    choices: Option<Vec<Choice>>,
+    usage: Option<Usage>,
+    error: Option<Value>,
+}
+
+pub struct StreamTranslator {
+    model: String,
+    /// The current line, before its `\n`.
+    line: Vec<u8>,
+    /// The `data` of the current event (its lines joined with `\n`).
+    data: Vec<u8>,
+    has_data: bool,
+    /// The current line or event is over [`MAX_EVENT`]: drop it.
+    line_too_long: bool,
+    event_too_long: bool,
+    /// `message_start` is out.
+    started: bool,
+    /// `message_stop` or `error` is out; everything after is ignored.
+    ended: bool,
+    content_events: u64,
+    finish_reason: Option<String>,
+    matched_stop: Option<String>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+/// `event: <type>\ndata: <json>\n\n`, the type taken from the payload.
+fn event(out: &mut Vec<u8>, payload: &Value) {
+    let kind = payload["type"].as_str().unwrap_or("error");
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    // Serialising a `Value` cannot fail.
+    out.extend_from_slice(&serde_json::to_vec(payload).unwrap_or_default());
+    out.extend_from_slice(b"\n\n");
+}
+
+impl StreamTranslator {
+    /// `model`: the model the client asked for (echoed in `message_start`).
+    pub fn new(model: String) -> Self {
+        Self {
+            model,
+            line: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+            line_too_long: false,
+            event_too_long: false,
+            started: false,
+            ended: false,
+            content_events: 0,
+            finish_reason: None,
+            matched_stop: None,
+            input_tokens: None,
+            output_tokens: None,
+        }
+    }
+
+    /// One complete line (without its `\n` / `\r\n`).
+    fn on_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        if line.is_empty() {
+            let data = std::mem::take(&mut self.data);
+            if self.has_data && !self.event_too_long {
+                self.dispatch(&data, out);
+            }
+            self.has_data = false;
+            self.event_too_long = false;
+            self.data = data;
+            self.data.clear();
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(at) => {
+                let v = &line[at + 1..];
+                (&line[..at], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        if field != b"data" || self.event_too_long {
+            return;
+        }
+        if self.data.len() + value.len() + 1 > MAX_EVENT {
+            self.event_too_long = true;
+            self.data.clear();
+            return;
+        }
+        if self.has_data {
+            self.data.push(b'\n');
+        }
+        self.data.extend_from_slice(value);
+        self.has_data = true;
+    }
+
+    /// One event's data.
+    fn dispatch(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if data.trim_ascii() == b"[DONE]" {
+            self.end(out);
+            return;
+        }
+        let chunk: Chunk = match serde_json::from_slice(data) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping a worker SSE event that is not JSON");
+                return;
+            }
+        };
+        if let Some(err) = chunk.error.as_ref().filter(|e| !e.is_null()) {
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| err.as_str().map(str::to_string))
+                .unwrap_or_else(|| err.to_string());
+            self.fail(&message, out);
+            return;
+        }
+        if let Some(u) = chunk.usage {
+            self.input_tokens = u.prompt_tokens.or(self.input_tokens);
+            self.output_tokens = u.completion_tokens.or(self.output_tokens);
+        }
+        if !self.started {
+            self.start(chunk.id.as_deref(), out);
+        }
+        let Some(choice) = chunk.choices.as_ref().and_then(|c| c.first()) else {
+            return;
+        };
+        if let Some(text) = choice
+            .delta
+            .as_ref()
+            .and_then(|d| d.content.as_deref())
+            .filter(|t| !t.is_empty())
+        {
+            self.content_events += 1;
+            event(
+                out,
+                &json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": text}}),
+            );
+        }
+        if let Some(f) = &choice.finish_reason {
+            self.finish_reason = Some(f.clone());
+        }
+        if let Some(s) = choice.matched_stop() {
+            self.matched_stop = Some(s.to_string());
+        }
+    }
+
+    /// `message_start` and the one text block's `content_block_start`.
+    fn start(&mut self, worker_id: Option<&str>, out: &mut Vec<u8>) {
+        self.started = true;
+        event(
+            out,
+            &json!({
+                "type": "message_start",
+                "message": {
+                    "id": super::message_id(worker_id),
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": null,
+                    "stop_sequence": null,
+                    "usage": {"input_tokens": self.input_tokens.unwrap_or(0), "output_tokens": 0},
+                },
+            }),
+        );
+        event(
+            out,
+            &json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+        );
+    }
+
+    /// Closes the block and the message.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.start(None, out);
+        }
+        self.ended = true;
+        let (stop_reason, stop_sequence) =
+            super::stop_reason(self.finish_reason.as_deref(), self.matched_stop.as_deref());
+        let mut usage = json!({
+            "output_tokens": self.output_tokens.unwrap_or(self.content_events),
+        });
+        // Usage in `message_delta` is cumulative: the SDKs overwrite `message_start`'s with it.
+        if let Some(n) = self.input_tokens {
+            usage["input_tokens"] = n.into();
+        }
+        event(out, &json!({"type": "content_block_stop", "index": 0}));
+        event(
+            out,
+            &json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                "usage": usage,
+            }),
+        );
+        event(out, &json!({"type": "message_stop"}));
+    }
+
+    /// An `error` event, after which the stream is over.
+    fn fail(&mut self, message: &str, out: &mut Vec<u8>) {
+        self.ended = true;
+        event(out, &super::response::error_body("api_error", message));
+    }
+}
+
+impl ResponseTranslator for StreamTranslator {
+    fn content_type(&self) -> &'static str {
+        "text/event-stream"
+    }
+
+    fn chunk(&mut self, mut data: &[u8]) -> Bytes {
+        let mut out = Vec::new();
+        while !self.ended && !data.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', data) else {
+                if self.line.len() + data.len() > MAX_EVENT {
+                    self.line_too_long = true;
+                    self.line.clear();
+                } else if !self.line_too_long {
+                    self.line.extend_from_slice(data);
+                }
+                break;
+            };
+            let (piece, rest) = (&data[..nl], &data[nl + 1..]);
+            data = rest;
+            if std::mem::take(&mut self.line_too_long) {
+                self.line.clear();
+                continue;
+            }
+            if self.line.is_empty() {
+                self.on_line(piece.strip_suffix(b"\r").unwrap_or(piece), &mut out);
+            } else {
+                // Taken out (and put back, to keep its allocation) while the line is handled.
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(piece);
+                self.on_line(line.strip_suffix(b"\r").unwrap_or(&line), &mut out);
+                line.clear();
+                self.line = line;
+            }
+        }
+        Bytes::from(out)
+    }
+
+    fn finish(&mut self) -> Bytes {
+        let mut out = Vec::new();
+        if !self.ended {
+            // A last line without its `\n`, then the event without its blank line.
+            let line = std::mem::take(&mut self.line);
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            if !line.is_empty() && !self.line_too_long {
+                self.on_line(line, &mut out);
+            }
+            if !self.ended {
+                self.on_line(b"", &mut out);
+            }
+            if !self.ended {
+                self.end(&mut out);
+            }
+        }
+        Bytes::from(out)
+    }
+
+    fn abort(&mut self, message: &str) -> Bytes {
+        let mut out = Vec::new();
+        if !self.ended {
+            self.fail(message, &mut out);
+        }
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worker stream `sagellm-sim` sends (tests/src/generation.rs, sse.rs) for `n` tokens
+    /// with `include_usage`.
+    fn sim_stream(n: u32, finish: &str, usage: bool) -> String {
+        let chunk = |choices: Value| {
+            json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                   "model": "w", "choices": choices})
+        };
+        let mut s = String::new();
+        let mut push = |v: Value| s.push_str(&format!("data: {v}\n\n"));
+        push(chunk(
+            json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                            "logprobs": null, "finish_reason": null}]),
+        ));
+        for i in 0..n {
+            push(chunk(
+                json!([{"index": 0, "delta": {"content": format!("tok{i} ")},
+                                "logprobs": null, "finish_reason": null}]),
+            ));
+        }
+        push(chunk(
+            json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]),
+        ));
+        if usage {
+            let mut u = chunk(json!([]));
+            u["usage"] = json!({"prompt_tokens": 9, "total_tokens": 9 + n, "completion_tokens": n,
+                                "prompt_tokens_details": null});
+            push(u);
+        }
+        s.push_str("data: [DONE]\n\n");
+        s
+    }
+
+    fn run(pieces: &[&[u8]]) -> String {
+        let mut t = StreamTranslator::new("req-model".into());
+        let mut out = Vec::new();
+        for p in pieces {
+            out.extend_from_slice(&t.chunk(p));
+        }
+        out.extend_from_slice(&t.finish());
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Parses the output into `(event, data)` and checks the sequence the SDKs expect.
+    fn events(out: &str) -> Vec<(String, Value)> {
+        assert!(out.ends_with("\n\n"), "{out}");
+        let evs: Vec<(String, Value)> = out
+            .trim_end()
+            .split("\n\n")
+            .map(|e| {
+                let (ev, data) = e.split_once('\n').unwrap();
+                let ev = ev.strip_prefix("event: ").unwrap().to_string();
+                let data: Value =
+                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(data["type"], ev.as_str());
+                (ev, data)
+            })
+            .collect();
+        let names: Vec<&str> = evs.iter().map(|(e, _)| e.as_str()).collect();
+        if names.last() != Some(&"error") {
+            let n = names.len();
+            assert!(n >= 5, "{names:?}");
+            assert_eq!(names[..2], ["message_start", "content_block_start"]);
+            assert!(
+                names[2..n - 3].iter().all(|e| *e == "content_block_delta"),
+                "{names:?}"
+            );
+            assert_eq!(
+                names[n - 3..],
+                ["content_block_stop", "message_delta", "message_stop"]
+            );
+        }
+        evs
+    }
+
+    /// `out` with each `data:` JSON re-serialised: key order depends on whether serde_json's
+    /// `preserve_order` is on in the build (the workspace's engine turns it on).
+    fn same_keys_order(out: &str) -> String {
+        out.split_inclusive('\n')
+            .map(|line| match line.strip_prefix("data: ") {
+                Some(d) => {
+                    let v: Value = serde_json::from_str(d.trim_end()).unwrap();
+                    format!("data: {v}\n")
+                }
+                None => line.to_string(),
+            })
+            .collect()
+    }
+
+    fn text_of(evs: &[(String, Value)]) -> String {
+        evs.iter()
+            .filter(|(e, _)| e == "content_block_delta")
+            .map(|(_, d)| d["delta"]["text"].as_str().unwrap())
+            .collect()
+    }
+
+    fn final_delta(evs: &[(String, Value)]) -> Value {
+        evs.iter()
+            .find(|(e, _)| e == "message_delta")
+            .unwrap()
+            .1
+            .clone()
+    }
+
+    #[test]
+    fn sim_stream_exact_output() {
+        let out = run(&[sim_stream(2, "stop", true).as_bytes()]);
+        let want = concat!(
+            "event: message_start\n",
+            r#"data: {"type":"message_start","message":{"id":"msg_chatcmpl-1","type":"message","role":"assistant","model":"req-model","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}"#,
+            "\n\n",
+            "event: content_block_start\n",
+            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            "\n\n",
+            "event: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok0 "}}"#,
+            "\n\n",
+            "event: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok1 "}}"#,
+            "\n\n",
+            "event: content_block_stop\n",
+            r#"data: {"type":"content_block_stop","index":0}"#,
+            "\n\n",
+            "event: message_delta\n",
+            r#"data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2,"input_tokens":9}}"#,
+            "\n\n",
+            "event: message_stop\n",
+            r#"data: {"type":"message_stop"}"#,
+            "\n\n",
+        );
+        assert_eq!(same_keys_order(&out), same_keys_order(want));
+        events(&out);
+    }
+
+    #[test]
+    fn every_split_gives_the_same_output() {
+        let input = sim_stream(3, "length", true);
+        let input = input.as_bytes();
+        let whole = run(&[input]);
+        for cut in 0..=input.len() {
+            assert_eq!(run(&[&input[..cut], &input[cut..]]), whole, "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(run(&bytes), whole, "byte by byte");
+        // Three pieces around every `\n`.
+        for (i, _) in input.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            assert_eq!(
+                run(&[&input[..i], &input[i..i + 1], &input[i + 1..]]),
+                whole
+            );
+        }
+        let evs = events(&whole);
+        assert_eq!(text_of(&evs), "tok0 tok1 tok2 ");
+        let d = final_delta(&evs);
+        assert_eq!(d["delta"]["stop_reason"], "max_tokens");
+        assert_eq!(d["usage"], json!({"output_tokens": 3, "input_tokens": 9}));
+    }
+
+    #[test]
+    fn crlf_and_multibyte_text_split_anywhere() {
+        let input = sim_stream(2, "stop", true)
+            .replace("tok1", "é✓😀")
+            .replace('\n', "\r\n");
+        let input = input.as_bytes();
+        let whole = run(&[input]);
+        assert_eq!(text_of(&events(&whole)), "tok0 é✓😀 ");
+        for cut in 0..=input.len() {
+            assert_eq!(run(&[&input[..cut], &input[cut..]]), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn done_missing_closes_the_same_way() {
+        let full = sim_stream(4, "stop", true);
+        let want = run(&[full.as_bytes()]);
+        let cut = full.strip_suffix("data: [DONE]\n\n").unwrap();
+        assert_eq!(run(&[cut.as_bytes()]), want);
+        // … also without the blank line, or the newline, after the last event.
+        assert_eq!(run(&[cut.trim_end_matches('\n').as_bytes()]), want);
+        assert_eq!(run(&[cut.strip_suffix('\n').unwrap().as_bytes()]), want);
+    }
+
+    #[test]
+    fn garbage_is_skipped() {
+        let clean = sim_stream(2, "stop", true);
+        let want = run(&[clean.as_bytes()]);
+        let noisy = clean.replacen(
+            "data: ",
+            concat!(
+                ": keep-alive comment\n\n",
+                "event: whatever\nid: 7\nretry: 100\n\n",
+                "data: {not json\n\n",
+                "data: [1, 2]\n\n",
+                "data: {\"choices\": 5}\n\n",
+                "data: \"str\"\n\n",
+                "no colon at all\n\n",
+                "\n\n\n",
+                "data: ",
+            ),
+            1,
+        );
+        assert_ne!(noisy, clean);
+        assert_eq!(run(&[noisy.as_bytes()]), want);
+        // Random bytes never panic and still give a well-formed stream.
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..200 {
+            let len = rng.usize(0..300);
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    *rng.choice(b"data: {}[]\"\r\n:xDONE\xff\xc3".iter())
+                        .unwrap()
+                })
+                .collect();
+            let out = run(&[&junk]);
+            let evs = if out.contains("event: error") {
+                continue;
+            } else {
+                events(&out)
+            };
+            assert_eq!(evs.len(), 5, "{}", String::from_utf8_lossy(&junk));
+        }
+    }
+
+    #[test]
+    fn without_usage_counts_content_events() {
+        let out = run(&[sim_stream(5, "stop", false).as_bytes()]);
+        let evs = events(&out);
+        assert_eq!(final_delta(&evs)["usage"], json!({"output_tokens": 5}));
+        assert_eq!(evs[0].1["message"]["usage"]["input_tokens"], 0);
+    }
+
+    #[test]
+    fn usage_chunk_with_empty_choices_and_stop_string() {
+        let input = concat!(
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\",\"stop_reason\":\"###\"}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":7,\"total_tokens\":10}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let evs = events(&run(&[input.as_bytes()]));
+        assert_eq!(evs.len(), 6);
+        assert_eq!(text_of(&evs), "Hi");
+        let d = final_delta(&evs);
+        assert_eq!(
+            d["delta"],
+            json!({"stop_reason": "stop_sequence", "stop_sequence": "###"})
+        );
+        assert_eq!(d["usage"], json!({"output_tokens": 7, "input_tokens": 3}));
+        assert_eq!(evs[0].1["message"]["id"], "msg_x");
+    }
+
+    #[test]
+    fn continuous_usage_fills_message_start() {
+        let input = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":1}}\n\n";
+        let evs = events(&run(&[input.as_bytes()]));
+        assert_eq!(evs[0].1["message"]["usage"]["input_tokens"], 4);
+        assert!(evs[0].1["message"]["id"].as_str().unwrap().len() > 4);
+        assert_eq!(final_delta(&evs)["usage"]["output_tokens"], 1);
+    }
+
+    #[test]
+    fn multi_line_data_is_one_event() {
+        let input =
+            "data: {\"choices\":[{\"delta\":\ndata: {\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(text_of(&events(&run(&[input.as_bytes()]))), "a");
+    }
+
+    #[test]
+    fn after_done_nothing_more() {
+        let mut input = sim_stream(1, "stop", true);
+        let want = run(&[input.as_bytes()]);
+        input.push_str(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"late\"}}]}\n\ndata: [DONE]\n\n",
+        );
+        assert_eq!(run(&[input.as_bytes()]), want);
+        let mut t = StreamTranslator::new("m".into());
+        t.chunk(b"data: [DONE]\n\n");
+        assert!(t.finish().is_empty());
+        assert!(t.abort("late").is_empty());
+    }
+
+    #[test]
+    fn empty_body_is_an_empty_message() {
+        let evs = events(&run(&[]));
+        assert_eq!(evs.len(), 5);
+        assert_eq!(final_delta(&evs)["delta"]["stop_reason"], "end_turn");
+        assert_eq!(final_delta(&evs)["usage"]["output_tokens"], 0);
+    }
+
+    #[test]
+    fn abort_ends_with_an_error_event() {
+        let input = sim_stream(3, "stop", true);
+        let mut t = StreamTranslator::new("m".into());
+        assert_eq!(t.content_type(), "text/event-stream");
+        let mut out = t.chunk(&input.as_bytes()[..input.len() / 2]).to_vec();
+        out.extend_from_slice(&t.abort("worker went away"));
+        assert!(t.finish().is_empty());
+        assert!(t.chunk(b"data: {}\n\n").is_empty());
+        let out = String::from_utf8(out).unwrap();
+        let evs = events(&out);
+        assert_eq!(evs[0].0, "message_start");
+        assert!(same_keys_order(&out).ends_with(&same_keys_order(
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"worker went away\"}}\n\n"
+        )));
+    }
+
+    #[test]
+    fn worker_error_event() {
+        let input = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            "data: {\"error\":{\"object\":\"error\",\"message\":\"engine died\",\"type\":\"InternalServerError\",\"code\":500}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let out = run(&[input.as_bytes()]);
+        let evs = events(&out);
+        let (name, last) = evs.last().unwrap();
+        assert_eq!(name, "error");
+        assert_eq!(
+            last["error"],
+            json!({"type": "api_error", "message": "engine died"})
+        );
+        assert_eq!(evs.len(), 4, "start, block start, one delta, error");
+    }
+
+    #[test]
+    fn overlong_lines_are_dropped() {
+        let mut t = StreamTranslator::new("m".into());
+        let big = vec![b'x'; MAX_EVENT / 2 + 1];
+        t.chunk(b"data: {\"choices\":[{\"delta\":{\"content\":\"");
+        t.chunk(&big);
+        t.chunk(&big);
+        assert!(t.line.is_empty(), "the buffer is dropped past the cap");
+        let mut out = t
+            .chunk(b"\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\n")
+            .to_vec();
+        out.extend_from_slice(&t.finish());
+        assert_eq!(text_of(&events(&String::from_utf8(out).unwrap())), "ok");
+    }
+
+    /// `SAGELLM_ANTHROPIC_DUMP=/dir cargo test … anthropic::stream::tests::dump` writes what
+    /// the translators produce for the sim's answers, for the offline SDK check in
+    /// tests/python (a canned server replays them).
+    #[test]
+    fn dump() {
+        let Ok(dir) = std::env::var("SAGELLM_ANTHROPIC_DUMP") else {
+            return;
+        };
+        let dir = std::path::Path::new(&dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+        for (name, n, finish) in [
+            ("stream.sse", 16, "stop"),
+            ("stream_length.sse", 4, "length"),
+        ] {
+            let input = sim_stream(n, finish, true);
+            // Fed in small pieces, as a worker's TCP stream would arrive.
+            let pieces: Vec<&[u8]> = input.as_bytes().chunks(13).collect();
+            write(name, run(&pieces).as_bytes());
+        }
+        for (name, n, finish) in [
+            ("message.json", 16, "stop"),
+            ("message_length.json", 4, "length"),
+        ] {
+            let text: Vec<String> = (0..n).map(|i| format!("tok{i}")).collect();
+            let body = json!({"id": "chatcmpl-2", "object": "chat.completion", "model": "w",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text.join(" ")},
+                             "finish_reason": finish, "stop_reason": null}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": n, "total_tokens": 9 + n}});
+            let mut t = super::super::translator(200, false, "req-model".into());
+            t.chunk(body.to_string().as_bytes());
+            write(name, &t.finish());
+        }
+        let bad =
+            br#"{"model":"req-model","max_tokens":0,"messages":[{"role":"user","content":"hi"}]}"#;
+        let (_, _, body) = super::super::request::translate(bad)
+            .unwrap_err()
+            .render(crate::error::ApiFlavor::Anthropic);
+        write("bad_request.json", &body);
+        let (_, _, body) = crate::error::GatewayError::Unauthorized("invalid API key".into())
+            .render(crate::error::ApiFlavor::Anthropic);
+        write("unauthorized.json", &body);
+    }
+}

@@ -1,0 +1,89 @@
+//! Sessions: multi-turn conversations kept by the gateway.
+//!
+//! A client creates a session (`POST /sessions`), then sends chat requests carrying it
+//! (`X-Session-ID` header or `session_id` body field). The gateway prepends the session's
+//! system prompt and history to the request's messages before routing it ([`chat`]), sends it
+//! to the session's worker while that worker is usable (its prefix cache holds the
+//! conversation), and appends the request's messages and the assistant's reply — from a plain
+//! response or a stream — once the response completed. Failed requests leave the session as
+//! it was.
+//!
+//! Bounded: at most `sessions.max_sessions` sessions, each trimmed to `max_messages` and
+//! `max_tokens` (oldest turns first), expiring after `ttl_seconds` idle. A session belongs to
+//! the API key that created it; any other key gets 404. Storage is the [`store::SessionStore`]
+//! trait, in memory for now; it lives in the shared state, so config reloads keep it.
+//!
+//! Start at [`chat::prepare`] (the request path) and [`api`] (the endpoints).
+
+pub mod api;
+pub mod chat;
+pub mod config;
+pub mod store;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+pub use config::SessionsConfig;
+pub use store::{MemoryStore, Message, Session, SessionStore, SessionView};
+
+/// Who owns a session: the SHA-256 digest of the API key that created it (`None` without
+/// a key).
+pub type Owner = Option<[u8; 32]>;
+
+pub fn owner_of(api_key: Option<&str>) -> Owner {
+    api_key
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| Sha256::digest(k.as_bytes()).into())
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Every session id starts with this; other `X-Session-ID` values are plain affinity keys.
+pub const ID_PREFIX: &str = "sess_";
+
+/// A new session id: `sess_` and 32 hex digits that nobody can guess from earlier ones.
+pub fn new_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = Sha256::new();
+    h.update(fastrand::u128(..).to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Relaxed).to_le_bytes());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.update(nanos.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    let digest = h.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{ID_PREFIX}{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_distinct_and_well_formed() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 37 && id.starts_with("sess_")));
+    }
+
+    #[test]
+    fn owners_are_key_digests() {
+        assert_eq!(owner_of(None), None);
+        assert_eq!(owner_of(Some("  ")), None);
+        assert_eq!(owner_of(Some("k1")), owner_of(Some(" k1 ")));
+        assert_ne!(owner_of(Some("k1")), owner_of(Some("k2")));
+    }
+}

@@ -1,0 +1,394 @@
+//! Where sessions live: the [`SessionStore`] trait (so a store shared by several gateway
+//! replicas can replace it later) and the in-memory [`MemoryStore`].
+//!
+//! Every operation takes the caller's [`Owner`]: a session is invisible (`None` / `false`,
+//! answered as 404) to anyone but the API key that created it. Times are unix milliseconds
+//! passed in by the caller, so expiry is testable without waiting.
+
+use std::collections::{HashMap, VecDeque};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::config::SessionsConfig;
+use super::Owner;
+
+/// One message of a conversation (text only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    /// Estimated tokens: about four characters a token, plus the message's framing.
+    pub fn estimated_tokens(&self) -> usize {
+        self.content.chars().count().div_ceil(4) + 4
+    }
+}
+
+/// What a client asks for when creating a session (`POST /sessions`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Sent as the first (system) message of every request of the session.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Idle time after which the session expires (default `sessions.default_ttl_seconds`).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A stored session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: String,
+    pub owner: Owner,
+    pub title: Option<String>,
+    pub system_prompt: Option<String>,
+    pub created_ms: u64,
+    pub last_used_ms: u64,
+    pub ttl_seconds: u64,
+    pub messages: VecDeque<Message>,
+    /// Messages dropped from the front to stay within the limits.
+    pub trimmed: u64,
+    /// The worker (id) that answered last: the session sticks to it while it is usable.
+    pub worker: Option<String>,
+}
+
+/// A session as the API shows it (`messages` only in `GET /sessions/{id}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub id: String,
+    pub object: String,
+    pub title: Option<String>,
+    pub system_prompt: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub last_active_at: u64,
+    pub expires_at: u64,
+    pub ttl_seconds: u64,
+    pub message_count: usize,
+    pub estimated_tokens: usize,
+    /// Messages dropped (oldest turns first) to stay within the limits.
+    pub trimmed_messages: u64,
+    pub worker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
+}
+
+impl Session {
+    fn expires_ms(&self) -> u64 {
+        self.last_used_ms
+            .saturating_add(self.ttl_seconds.saturating_mul(1000))
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        now >= self.expires_ms()
+    }
+
+    pub fn estimated_tokens(&self) -> usize {
+        self.messages.iter().map(Message::estimated_tokens).sum()
+    }
+
+    pub fn view(&self, with_messages: bool) -> SessionView {
+        SessionView {
+            id: self.id.clone(),
+            object: "session".into(),
+            title: self.title.clone(),
+            system_prompt: self.system_prompt.clone(),
+            created_at: self.created_ms / 1000,
+            last_active_at: self.last_used_ms / 1000,
+            expires_at: self.expires_ms() / 1000,
+            ttl_seconds: self.ttl_seconds,
+            message_count: self.messages.len(),
+            estimated_tokens: self.estimated_tokens(),
+            trimmed_messages: self.trimmed,
+            worker: self.worker.clone(),
+            messages: with_messages.then(|| self.messages.iter().cloned().collect()),
+        }
+    }
+
+    /// Drop the oldest turns (a user message and the replies up to the next one) until the
+    /// session is within `limits`; the newest turn is always kept.
+    fn trim(&mut self, limits: &SessionsConfig) {
+        let over = |s: &Session| {
+            s.messages.len() > limits.max_messages || s.estimated_tokens() > limits.max_tokens
+        };
+        while over(self) {
+            let turn_len = 1 + self
+                .messages
+                .iter()
+                .skip(1)
+                .take_while(|m| m.role != "user")
+                .count();
+            if turn_len >= self.messages.len() {
+                break; // one turn left: keep it whatever its size
+            }
+            self.messages.drain(..turn_len);
+            self.trimmed += turn_len as u64;
+        }
+    }
+}
+
+/// Why a session could not be created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    /// `sessions.max_sessions` live sessions exist.
+    Full(usize),
+}
+
+/// Storage of sessions. Implementations are shared by all requests and must not block for
+/// long (the in-memory one holds a mutex for a map operation).
+pub trait SessionStore: Send + Sync {
+    /// Store a new session (expired ones are pruned first when the store is full).
+    fn create(&self, session: Session, limits: &SessionsConfig) -> Result<(), CreateError>;
+    /// The session, if it exists, has not expired and belongs to `owner`.
+    fn get(&self, id: &str, owner: &Owner, now: u64) -> Option<Session>;
+    /// `owner`'s live sessions, newest first: one page and the total count.
+    fn list(&self, owner: &Owner, offset: usize, limit: usize, now: u64) -> (Vec<Session>, usize);
+    fn delete(&self, id: &str, owner: &Owner) -> bool;
+    /// Append a finished exchange, record the worker that answered, trim to `limits`.
+    /// `false` when the session is gone (deleted or expired meanwhile).
+    fn append(
+        &self,
+        id: &str,
+        owner: &Owner,
+        messages: Vec<Message>,
+        worker: Option<String>,
+        limits: &SessionsConfig,
+        now: u64,
+    ) -> bool;
+    /// Remove expired sessions; returns how many.
+    fn prune(&self, now: u64) -> usize;
+    /// Live and not yet pruned sessions.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sessions in a map behind one mutex (operations are a hash lookup and a few moves).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl SessionStore for MemoryStore {
+    fn create(&self, session: Session, limits: &SessionsConfig) -> Result<(), CreateError> {
+        let mut map = self.sessions.lock();
+        if map.len() >= limits.max_sessions {
+            let now = session.created_ms;
+            map.retain(|_, s| !s.expired(now));
+            if map.len() >= limits.max_sessions {
+                return Err(CreateError::Full(limits.max_sessions));
+            }
+        }
+        map.insert(session.id.clone(), session);
+        Ok(())
+    }
+
+    fn get(&self, id: &str, owner: &Owner, now: u64) -> Option<Session> {
+        let map = self.sessions.lock();
+        map.get(id)
+            .filter(|s| s.owner == *owner && !s.expired(now))
+            .cloned()
+    }
+
+    fn list(&self, owner: &Owner, offset: usize, limit: usize, now: u64) -> (Vec<Session>, usize) {
+        let map = self.sessions.lock();
+        let mut mine: Vec<&Session> = map
+            .values()
+            .filter(|s| s.owner == *owner && !s.expired(now))
+            .collect();
+        mine.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+        let total = mine.len();
+        let page = mine.into_iter().skip(offset).take(limit).cloned().collect();
+        (page, total)
+    }
+
+    fn delete(&self, id: &str, owner: &Owner) -> bool {
+        let mut map = self.sessions.lock();
+        if map.get(id).is_some_and(|s| s.owner == *owner) {
+            map.remove(id);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn append(
+        &self,
+        id: &str,
+        owner: &Owner,
+        messages: Vec<Message>,
+        worker: Option<String>,
+        limits: &SessionsConfig,
+        now: u64,
+    ) -> bool {
+        let mut map = self.sessions.lock();
+        let Some(s) = map
+            .get_mut(id)
+            .filter(|s| s.owner == *owner && !s.expired(now))
+        else {
+            return false;
+        };
+        s.messages.extend(messages);
+        s.last_used_ms = now;
+        if worker.is_some() {
+            s.worker = worker;
+        }
+        s.trim(limits);
+        true
+    }
+
+    fn prune(&self, now: u64) -> usize {
+        let mut map = self.sessions.lock();
+        let before = map.len();
+        map.retain(|_, s| !s.expired(now));
+        before - map.len()
+    }
+
+    fn len(&self) -> usize {
+        self.sessions.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: Owner = Some([1; 32]);
+    const BOB: Owner = Some([2; 32]);
+
+    fn session(id: &str, owner: Owner, now: u64) -> Session {
+        Session {
+            id: id.into(),
+            owner,
+            title: None,
+            system_prompt: None,
+            created_ms: now,
+            last_used_ms: now,
+            ttl_seconds: 10,
+            messages: VecDeque::new(),
+            trimmed: 0,
+            worker: None,
+        }
+    }
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn sessions_belong_to_their_owner() {
+        let store = MemoryStore::default();
+        let limits = SessionsConfig::default();
+        store.create(session("s1", ALICE, 0), &limits).unwrap();
+        assert!(store.get("s1", &ALICE, 1).is_some());
+        assert!(store.get("s1", &BOB, 1).is_none());
+        assert!(store.get("s1", &None, 1).is_none());
+        assert!(!store.append("s1", &BOB, vec![msg("user", "x")], None, &limits, 1));
+        assert!(!store.delete("s1", &BOB));
+        assert_eq!(store.list(&BOB, 0, 10, 1).1, 0);
+        assert_eq!(store.list(&ALICE, 0, 10, 1).1, 1);
+        assert!(store.delete("s1", &ALICE));
+        assert!(store.get("s1", &ALICE, 1).is_none());
+    }
+
+    #[test]
+    fn idle_sessions_expire_and_use_extends_them() {
+        let store = MemoryStore::default();
+        let limits = SessionsConfig::default();
+        store.create(session("s1", ALICE, 0), &limits).unwrap();
+        store.create(session("s2", ALICE, 0), &limits).unwrap();
+        // s1 is used at 9 s: it lives until 19 s; s2 expires at 10 s.
+        assert!(store.append("s1", &ALICE, vec![msg("user", "hi")], None, &limits, 9_000));
+        assert!(store.get("s2", &ALICE, 9_999).is_some());
+        assert!(store.get("s2", &ALICE, 10_000).is_none());
+        assert!(store.get("s1", &ALICE, 18_999).is_some());
+        assert_eq!(store.prune(10_000), 1);
+        assert_eq!(store.len(), 1);
+        assert!(!store.append("s1", &ALICE, vec![], None, &limits, 19_000));
+    }
+
+    #[test]
+    fn the_store_is_bounded() {
+        let store = MemoryStore::default();
+        let limits = SessionsConfig {
+            max_sessions: 2,
+            ..Default::default()
+        };
+        store.create(session("a", ALICE, 0), &limits).unwrap();
+        store.create(session("b", BOB, 0), &limits).unwrap();
+        assert_eq!(
+            store.create(session("c", ALICE, 5_000), &limits),
+            Err(CreateError::Full(2))
+        );
+        // Once the others expired there is room again.
+        store.create(session("c", ALICE, 10_000), &limits).unwrap();
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn oldest_turns_are_trimmed_first_and_the_newest_is_kept() {
+        let store = MemoryStore::default();
+        let limits = SessionsConfig {
+            max_messages: 4,
+            max_tokens: 1_000,
+            ..Default::default()
+        };
+        store.create(session("s", ALICE, 0), &limits).unwrap();
+        for i in 0..3 {
+            let turn = vec![
+                msg("user", &format!("q{i}")),
+                msg("assistant", &format!("a{i}")),
+            ];
+            assert!(store.append("s", &ALICE, turn, Some("w1".into()), &limits, 1));
+        }
+        let s = store.get("s", &ALICE, 1).unwrap();
+        let contents: Vec<&str> = s.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["q1", "a1", "q2", "a2"]);
+        assert_eq!(s.trimmed, 2);
+        assert_eq!(s.worker.as_deref(), Some("w1"));
+
+        // By tokens: a huge newest turn evicts everything before it, and stays.
+        let big = "x".repeat(8_000);
+        assert!(store.append(
+            "s",
+            &ALICE,
+            vec![msg("user", &big), msg("assistant", "ok")],
+            None,
+            &limits,
+            2
+        ));
+        let s = store.get("s", &ALICE, 2).unwrap();
+        assert_eq!(s.messages.len(), 2);
+        assert_eq!(s.messages[0].content, big);
+        assert_eq!(
+            s.worker.as_deref(),
+            Some("w1"),
+            "kept when no worker is given"
+        );
+    }
+
+    #[test]
+    fn lists_page_newest_first() {
+        let store = MemoryStore::default();
+        let limits = SessionsConfig::default();
+        for i in 0..5u64 {
+            store
+                .create(session(&format!("s{i}"), ALICE, i), &limits)
+                .unwrap();
+        }
+        let (page, total) = store.list(&ALICE, 1, 2, 5);
+        assert_eq!(total, 5);
+        let ids: Vec<&str> = page.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s3", "s2"]);
+    }
+}
