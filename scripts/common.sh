@@ -53,6 +53,22 @@ ensure_browser_test_deps() {
   fi
 }
 
+# The Anthropic SDK test: the official `anthropic` package in a virtualenv outside the clone
+# (shared by every checkout on this machine, like the build cache; the tests look there too).
+export SAGELLM_VENV="${SAGELLM_VENV:-$HOME/.cache/sagellm-venv}"
+ensure_python_test_deps() {
+  local venv="$SAGELLM_VENV" req="$ROOT/tests/python/requirements.txt"
+  command -v python3 >/dev/null || ensure_apt python3 python3-venv
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" 2>/dev/null || { ensure_apt python3-venv; python3 -m venv "$venv"; }
+  fi
+  # The stamp holds the requirements last installed: reinstall only when they changed.
+  cmp -s "$req" "$venv/.installed-requirements" && return 0
+  log "installing the Python test packages: $(tr '\n' ' ' < "$req")"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/.installed-requirements"
+}
+
 build_release() {
   log "building (release, whole workspace; the first build compiles mistral.rs and takes a while)"
   (cd "$ROOT" && cargo build --release --workspace --locked)

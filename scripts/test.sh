@@ -7,6 +7,7 @@ cd "$ROOT"
 ensure_build_deps
 ensure_apt curl prometheus   # promtool validates the /metrics output
 ensure_browser_test_deps     # Chromium + playwright-core for the dashboard's browser test
+ensure_python_test_deps      # the official anthropic SDK for the /v1/messages tests
 "$ROOT/scripts/fetch-model.sh"     # the engine's tests run the real default model
 build_release
 log "running the test suite"

@@ -5,7 +5,7 @@
 //! on two cores they would only slow each other down, batch composition changes greedy
 //! outputs in the last bits, and the gauge checks must not see other tests' requests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -576,6 +576,42 @@ async fn the_gateway_fronts_the_engine() {
     let (events, _) = read_sse(resp).await;
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert!(events.len() >= 9);
+
+    // Anthropic's Messages API through the gateway to the real model, with the official SDK.
+    let venv = std::env::var("SAGELLM_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sagellm-venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} not found: run ./scripts/test.sh (it installs the anthropic SDK)",
+        python.display()
+    );
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/anthropic_sdk_test.py");
+    let sdk = tokio::process::Command::new(python)
+        .arg(script)
+        .arg("--engine")
+        .env("GATEWAY_URL", &url)
+        .env("MODEL", "smollm2")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), sdk)
+        .await
+        .expect("the SDK run finishes within 300 s")
+        .expect("python runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{log}");
+    assert!(
+        out.status.success(),
+        "anthropic SDK against the engine failed:\n{log}"
+    );
     tokio::task::spawn_blocking(move || gw.stop())
         .await
         .unwrap();

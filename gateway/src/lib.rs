@@ -15,8 +15,12 @@
 //! - [`anthropic`]: Anthropic's Messages API (`/v1/messages`) translated to and from the
 //!   workers' OpenAI chat completions.
 //! - [`admin`]: the management API, served on the public port through an internal service.
+//! - [`control`]: the control plane: `sagellm-engine` processes started, supervised and stopped
+//!   through `/v1/management/*`.
 //! - [`dashboard`]: the web dashboard at `/` and its WebSocket feed `/ws`.
 //! - [`session`]: multi-turn sessions kept by the gateway (`/sessions`, `X-Session-ID`).
+//! - [`sched`]: the gateway-side queue (FIFO, priority, SLO) for requests that find every
+//!   worker at its concurrency cap.
 //! - [`config`]: the configuration struct, its defaults and sources; [`reload`] applies
 //!   changes live (watched file, `PUT /api/config`).
 //! - [`metrics`]: the Prometheus series of `GET /metrics`.
@@ -38,6 +42,7 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dashboard;
 pub mod error;
 pub mod housekeeping;
@@ -48,6 +53,7 @@ pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+pub mod sched;
 pub mod server;
 pub mod session;
 pub mod sse;

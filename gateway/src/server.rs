@@ -133,9 +133,15 @@ impl ShutdownSignalWatch for ShutdownSignals {
                 let grace = std::time::Duration::from_secs(self.state.config.load().server.grace_period_seconds);
                 tracing::info!(in_flight = self.state.active_requests(), grace_seconds = grace.as_secs(), "draining before shutdown");
                 self.state.drain(grace).await;
+                // Launched engines stop here, while the runtimes still run (Pingora's own
+                // grace period is 0, so a background service would get no time for it).
+                self.state.engines.shutdown(&self.state).await;
                 ShutdownSignal::GracefulTerminate
             }
-            signal = others => signal,
+            signal = others => {
+                self.state.engines.terminate_all_now();
+                signal
+            }
         }
     }
 }

@@ -46,6 +46,10 @@ pub struct AppState {
     pub feed: crate::dashboard::Feed,
     /// Conversations kept by the gateway (outlive config reloads).
     pub sessions: Arc<dyn crate::session::SessionStore>,
+    /// The gateway-side queue for requests that find every worker at its cap.
+    pub scheduler: crate::sched::Scheduler,
+    /// `sagellm-engine` processes launched through the control plane.
+    pub engines: crate::control::Engines,
 }
 
 /// One LLM request in flight (see [`AppState::begin_request`]).
@@ -91,6 +95,8 @@ impl AppState {
             reload: Default::default(),
             feed: Default::default(),
             sessions: Arc::new(crate::session::MemoryStore::default()),
+            scheduler: Default::default(),
+            engines: Default::default(),
         })
     }
 

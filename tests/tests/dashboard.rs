@@ -172,26 +172,14 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     let screenshot = root.join("docs/dashboard.png");
-    let out = tokio::process::Command::new("node")
-        .arg(e2e.join("dashboard.test.mjs"))
+    let mut node = tokio::process::Command::new("node");
+    node.arg(e2e.join("dashboard.test.mjs"))
         .env("GATEWAY_URL", fleet.gw.url())
         .env("ADMIN_KEY", ADMIN)
         .env("MODEL", "m")
         .env("SCREENSHOT", &screenshot)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), out)
-        .await
-        .expect("the browser test finishes within 180 s")
-        .expect("node runs (Node.js is needed for the browser test)");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{log}");
-    assert!(out.status.success(), "browser test failed:\n{log}");
+        .env("CHROMIUM", &chromium);
+    common::run_script(node, 180, "the browser test (node + Chromium)").await;
 
     // What the browser did is what the gateway now has.
     let view: ConfigView = fleet.get_json("/api/config").await;

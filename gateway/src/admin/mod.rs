@@ -68,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/circuit-breaker/{id}/reset", post(breakers::reset))
         .route("/api/config", get(config::get).put(config::put))
         .merge(crate::dashboard::routes())
+        .merge(crate::control::api::routes())
         .fallback(reply::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         // Sessions take the caller's API key, not the admin key.

@@ -28,6 +28,7 @@ pub fn status(state: &AppState) -> StatusInfo {
             .last_error
             .as_ref()
             .map(|e| format!("{}: {}", e.field, e.message)),
+        queue: state.scheduler.status(&state.config.load().scheduler),
         workers: infos(state),
     }
 }

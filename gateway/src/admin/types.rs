@@ -24,6 +24,9 @@ pub struct StatusInfo {
     pub shutting_down: bool,
     /// The last rejected configuration change, if the latest one failed.
     pub config_error: Option<String>,
+    /// The gateway-side queue (depth, wait, refusals).
+    #[serde(default)]
+    pub queue: crate::sched::QueueStatus,
     pub workers: Vec<WorkerInfo>,
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 
 use crate::error::GatewayError;
-use crate::proxy::request::MAX_MODEL_LEN;
+use crate::proxy::request::check_model;
 
 /// A translated request: what to forward and what the gateway routes and accounts by.
 #[derive(Clone, Debug, PartialEq)]
@@ -208,22 +208,8 @@ pub fn translate(body: &[u8]) -> Result<Translated, GatewayError> {
         message: format!("invalid JSON body: {e}"),
     })?;
 
-    let model = match req.model.as_deref() {
-        None => return Err(required("model")),
-        Some(m) if m.trim().is_empty() => {
-            return Err(GatewayError::invalid(
-                "`model` must not be empty",
-                Some("model"),
-            ))
-        }
-        Some(m) if m.len() > MAX_MODEL_LEN => {
-            return Err(GatewayError::invalid(
-                format!("`model` is longer than {MAX_MODEL_LEN} bytes"),
-                Some("model"),
-            ))
-        }
-        Some(m) => m,
-    };
+    let model = req.model.as_deref().ok_or_else(|| required("model"))?;
+    check_model(model)?;
     let max_tokens = match &req.max_tokens {
         None => return Err(required("max_tokens")),
         Some(n) => match n.as_u64() {

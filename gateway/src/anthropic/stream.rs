@@ -658,6 +658,11 @@ mod tests {
             let pieces: Vec<&[u8]> = input.as_bytes().chunks(13).collect();
             write(name, run(&pieces).as_bytes());
         }
+        let input = sim_stream(3, "stop", true);
+        let mut t = StreamTranslator::new("req-model".into());
+        let mut out = t.chunk(&input.as_bytes()[..input.len() / 2]).to_vec();
+        out.extend_from_slice(&t.abort("the worker broke off"));
+        write("stream_abort.sse", &out);
         for (name, n, finish) in [
             ("message.json", 16, "stop"),
             ("message_length.json", 4, "length"),

@@ -4,6 +4,7 @@
 //! `--json` (the API's JSON instead of tables, for scripts).
 
 pub mod client;
+pub mod engines;
 pub mod render;
 
 use std::process::ExitCode;
@@ -84,6 +85,11 @@ pub enum Command {
     },
     /// The gateway's /health (exit status 1 when it has no usable worker)
     Health,
+    /// Engines launched by the gateway: list, start, stop, restart
+    Engines {
+        #[command(subcommand)]
+        action: engines::EnginesAction,
+    },
     /// Load-test any OpenAI-compatible endpoint
     Bench(BenchArgs),
 }
@@ -229,6 +235,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Engines { action } => engines::run(&api, cli.json, action).await?,
         Command::Bench(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -28,6 +28,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub auth: AuthConfig,
     pub sessions: crate::session::SessionsConfig,
+    pub scheduler: crate::sched::SchedulerConfig,
+    pub control: crate::control::ControlConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -346,7 +348,8 @@ impl ConfigError {
     }
 }
 
-fn check(ok: bool, field: &str, message: &str) -> Result<(), ConfigError> {
+/// `Err` naming `field` unless `ok` (the building block of every `validate`).
+pub(crate) fn check(ok: bool, field: &str, message: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
@@ -585,7 +588,9 @@ impl Config {
                 "must have at least 8 characters",
             )?;
         }
-        self.sessions.validate()
+        self.sessions.validate()?;
+        self.scheduler.validate()?;
+        self.control.validate()
     }
 
     /// The worker list as parsed specs (validated URLs and weights).

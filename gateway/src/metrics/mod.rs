@@ -11,6 +11,7 @@
 //! the management API), strategy tag, rate-limit scope. Never a user string.
 
 pub mod fleet;
+pub mod queue;
 pub mod request;
 
 use parking_lot::Mutex;
@@ -25,6 +26,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: RequestMetrics,
     fleet: fleet::FleetMetrics,
+    pub queue: queue::QueueMetrics,
     /// Serialises scrapes: the fleet families are reset and refilled for each one.
     scrape: Mutex<()>,
 }
@@ -47,10 +49,12 @@ impl Metrics {
         // Registration only fails on duplicate names, which the families below do not have.
         let requests = RequestMetrics::register(&registry).expect("request metric families");
         let fleet = fleet::FleetMetrics::register(&registry).expect("fleet metric families");
+        let queue = queue::QueueMetrics::register(&registry).expect("queue metric families");
         Self {
             registry,
             requests,
             fleet,
+            queue,
             scrape: Mutex::new(()),
         }
     }
@@ -59,6 +63,7 @@ impl Metrics {
     pub fn render(&self, state: &AppState) -> String {
         let _one_at_a_time = self.scrape.lock();
         self.fleet.refresh(state);
+        self.queue.refresh(&state.scheduler);
         let mut out = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "encoding metrics failed");

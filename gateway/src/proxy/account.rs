@@ -39,6 +39,8 @@ impl Gateway {
         };
         let worker = guard.worker().clone();
         drop(guard);
+        // The worker has a free slot again: a queued request may take it.
+        self.state.scheduler.kick(&self.state);
         let dispatched = ctx.dispatched_at.unwrap_or(ctx.start);
         let success = verdict == Verdict::Success;
         let outcome = Outcome {

@@ -58,6 +58,10 @@ pub struct RequestCtx {
     pub local: bool,
     /// Set when the response is rewritten for the client (forces the gateway's own path).
     pub translation: Option<Translation>,
+    /// Queue class (`X-Priority` / `priority`; higher first under the `priority` policy).
+    pub priority: i64,
+    /// Time-to-first-token objective (`X-SLO-TTFT-MS`, else the key's or the default).
+    pub slo_ms: Option<u64>,
 }
 
 impl Default for RequestCtx {
@@ -80,6 +84,8 @@ impl Default for RequestCtx {
             observer: ResponseObserver::default(),
             local: false,
             translation: None,
+            priority: 0,
+            slo_ms: None,
         }
     }
 }

@@ -60,7 +60,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, body
             )));
             return;
         }
-        let worker = match select::pick(&gw.state, ctx) {
+        let worker = match select::pick_queued(&gw.state, ctx).await {
             Ok(w) => w,
             Err(e) => {
                 ctx.error = Some(e);

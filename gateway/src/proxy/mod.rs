@@ -239,6 +239,9 @@ impl Gateway {
             Err(e) => return self.reject(session, ctx, e).await,
         };
         ctx.hints.affinity = ctx.info.affinity;
+        if let Err(e) = self.queue_class(session, ctx, &cfg) {
+            return self.reject(session, ctx, e).await;
+        }
         let limits = self.state.limits.load();
         let verdict = limits.check(self.user_key(session, ctx));
         if limits.enabled() {
@@ -314,6 +317,49 @@ impl Gateway {
                 Ok(false)
             }
         }
+    }
+
+    /// The request's place in the gateway's queue: `X-Priority` (else the body's `priority`)
+    /// and the TTFT objective (`X-SLO-TTFT-MS`, else the API key's, else the default).
+    fn queue_class(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        cfg: &crate::config::Config,
+    ) -> std::result::Result<(), GatewayError> {
+        let req = session.req_header();
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("?").trim())
+        };
+        let number = |name: &str| -> std::result::Result<Option<i64>, GatewayError> {
+            header(name)
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        GatewayError::invalid(
+                            format!(
+                                "header `{name}` must be an integer, got `{}`",
+                                v.chars().take(40).collect::<String>()
+                            ),
+                            Some(name),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        ctx.priority = number("x-priority")?.or(ctx.info.priority).unwrap_or(0);
+        let slo = match number("x-slo-ttft-ms")? {
+            Some(ms) if !(1..=3_600_000).contains(&ms) => {
+                return Err(GatewayError::invalid(
+                    "header `x-slo-ttft-ms` must be 1..=3600000",
+                    Some("x-slo-ttft-ms"),
+                ))
+            }
+            v => v.map(|ms| ms as u64),
+        };
+        ctx.slo_ms = cfg.scheduler.slo_ms(slo, api_key(req));
+        Ok(())
     }
 
     /// The session a chat request belongs to: the `X-Session-ID` header or the `session_id`
@@ -472,7 +518,9 @@ impl ProxyHttp for Gateway {
             ));
             return Err(refused(ctx, e));
         }
-        let worker = select::pick(&self.state, ctx).map_err(|e| refused(ctx, e))?;
+        let worker = select::pick_queued(&self.state, ctx)
+            .await
+            .map_err(|e| refused(ctx, e))?;
         let u = &cfg.upstream;
         let mut peer = HttpPeer::new(worker.spec.addr, false, String::new());
         peer.options.connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));

@@ -28,6 +28,8 @@ pub struct RequestInfo {
     pub user: Option<u64>,
     /// The body's `session_id` field, as sent.
     pub session_id: Option<String>,
+    /// The body's `priority` field (the gateway queue's class; also passed on to the worker).
+    pub priority: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +42,8 @@ struct Probe<'a> {
     user: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     session_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    priority: Option<i64>,
     #[serde(borrow, default)]
     messages: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -92,19 +96,10 @@ pub fn parse(
         }
     };
     let model = match probe.model {
-        Some(m) if m.trim().is_empty() => {
-            return Err(GatewayError::invalid(
-                "`model` must not be empty",
-                Some("model"),
-            ))
+        Some(m) => {
+            check_model(&m)?;
+            Some(m.into_owned())
         }
-        Some(m) if m.len() > MAX_MODEL_LEN => {
-            return Err(GatewayError::invalid(
-                format!("`model` is longer than {MAX_MODEL_LEN} bytes"),
-                Some("model"),
-            ))
-        }
-        Some(m) => Some(m.into_owned()),
         None if endpoint == Endpoint::OtherV1 => None,
         None => return Err(GatewayError::invalid("`model` is required", Some("model"))),
     };
@@ -133,6 +128,7 @@ pub fn parse(
         stream: probe.stream.unwrap_or(false),
         user: nonempty(probe.user.as_deref()).map(|u| hash_bytes(u.as_bytes())),
         session_id: nonempty(probe.session_id.as_deref()).map(str::to_string),
+        priority: probe.priority,
         affinity: affinity(
             probe.session_id.as_deref(),
             probe.user.as_deref(),
@@ -140,6 +136,23 @@ pub fn parse(
             prompt.map(|r| r.get()),
         ),
     })
+}
+
+/// A `model` value the gateway can route: not blank, at most [`MAX_MODEL_LEN`] bytes.
+pub fn check_model(m: &str) -> Result<(), GatewayError> {
+    if m.trim().is_empty() {
+        return Err(GatewayError::invalid(
+            "`model` must not be empty",
+            Some("model"),
+        ));
+    }
+    if m.len() > MAX_MODEL_LEN {
+        return Err(GatewayError::invalid(
+            format!("`model` is longer than {MAX_MODEL_LEN} bytes"),
+            Some("model"),
+        ));
+    }
+    Ok(())
 }
 
 fn static_param(endpoint: Endpoint) -> &'static str {

@@ -65,8 +65,8 @@ impl Route {
     }
 }
 
-/// Paths served by the admin service: the management API, the dashboard (page, assets,
-/// WebSocket) and the session endpoints.
+/// Paths served by the admin service: the management API, the control plane
+/// (`/v1/management/*`), the dashboard (page, assets, WebSocket) and the session endpoints.
 pub fn is_admin_path(path: &str) -> bool {
     let under = |prefix: &str| {
         path.strip_prefix(prefix)
@@ -76,6 +76,7 @@ pub fn is_admin_path(path: &str) -> bool {
         || under("/api")
         || under("/dashboard")
         || under("/sessions")
+        || under("/v1/management")
 }
 
 pub fn classify(method: &Method, path: &str) -> Route {
@@ -157,6 +158,14 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/dashboards"), Route::NotFound);
         assert_eq!(classify(&Method::GET, "/apix"), Route::NotFound);
         assert_eq!(classify(&Method::POST, "/sessions"), Route::Admin);
+        assert_eq!(
+            classify(&Method::POST, "/v1/management/engines/start"),
+            Route::Admin
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1/managements"),
+            Route::Llm(Endpoint::OtherV1)
+        );
         assert_eq!(classify(&Method::DELETE, "/sessions/sess_1"), Route::Admin);
         assert_eq!(
             classify(&Method::GET, "/dashboard/../v1/models"),

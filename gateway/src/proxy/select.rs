@@ -9,10 +9,33 @@ use std::sync::Arc;
 
 use super::ctx::RequestCtx;
 use crate::error::GatewayError;
+use crate::sched::Ask;
 use crate::state::AppState;
 use crate::worker::load::LoadGuard;
 use crate::worker::pool::Pool;
 use crate::worker::Worker;
+
+/// [`pick`], after waiting in the gateway's queue when every worker is at its cap.
+pub async fn pick_queued(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+) -> Result<Arc<Worker>, GatewayError> {
+    let asked = std::time::Instant::now();
+    let ask = Ask {
+        model: ctx.info.model.as_deref(),
+        priority: ctx.priority,
+        slo_ms: ctx.slo_ms,
+        arrived: ctx.start,
+    };
+    let grant = state.scheduler.admit(state, ask).await?;
+    let waited = asked.elapsed();
+    let picked = pick(state, ctx);
+    drop(grant); // the worker's in-flight token now holds the slot
+    if waited >= std::time::Duration::from_millis(1) {
+        state.metrics.queue.waited(waited);
+    }
+    picked
+}
 
 /// Pick a worker for the next attempt of `ctx`, take its in-flight token and record it.
 pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, GatewayError> {
@@ -24,8 +47,18 @@ pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, Gatew
     let model = ctx.info.model.as_deref();
     let mut excluded = ctx.tried.clone();
     let mut over_limit: Option<Arc<Worker>> = None;
+    let cap = cfg.scheduler.max_inflight_per_worker;
     loop {
-        let candidates = pool.eligible(model, &excluded, &breaker);
+        let mut candidates = pool.eligible(model, &excluded, &breaker);
+        // Workers at the concurrency cap are passed over while others have room (the queue in
+        // front of this admits only as many requests as there are free slots).
+        if cap > 0
+            && candidates
+                .iter()
+                .any(|&i| pool.workers[i].load.inflight() < cap)
+        {
+            candidates.retain(|&i| pool.workers[i].load.inflight() < cap);
+        }
         let worker = if candidates.is_empty() {
             // Everyone left is at its rate limit: the limit is soft, take the last one.
             match over_limit.take() {

@@ -168,7 +168,8 @@ fn swap_in(state: &AppState, mut new: Config) -> Result<Vec<String>, ConfigError
     }
     state.config.store(Arc::new(new));
     if let Some(specs) = specs {
-        let (added, removed) = state.pool.replace(specs);
+        // Launched engines are not in the config's list: keep them.
+        let (added, removed) = state.engines.replace_pool(&state.pool, specs);
         tracing::info!(
             added = added.len(),
             removed = removed.len(),

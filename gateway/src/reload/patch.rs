@@ -97,10 +97,18 @@ fn reject_redacted(v: &Value) -> Result<(), ConfigError> {
             "is the redaction mask; send the real key",
         ));
     }
+    if let Some(slos) = v["scheduler"]["slo"].as_array() {
+        if let Some(i) = slos.iter().position(|s| masked(&s["api_key"])) {
+            return Err(ConfigError::new(
+                format!("scheduler.slo[{i}].api_key"),
+                "is the redaction mask; send the real key",
+            ));
+        }
+    }
     Ok(())
 }
 
-/// The config as JSON with API and admin keys masked.
+/// The config as JSON with API and admin keys (also those of `scheduler.slo`) masked.
 pub fn redacted(config: &Config) -> Value {
     let mut v = serde_json::to_value(config).unwrap_or(Value::Null);
     if let Some(keys) = v["auth"]["api_keys"].as_array_mut() {
@@ -109,6 +117,10 @@ pub fn redacted(config: &Config) -> Value {
     }
     if v["auth"]["admin_key"].is_string() {
         v["auth"]["admin_key"] = Value::String(REDACTED.into());
+    }
+    if let Some(slos) = v["scheduler"]["slo"].as_array_mut() {
+        slos.iter_mut()
+            .for_each(|s| s["api_key"] = Value::String(REDACTED.into()));
     }
     v
 }
@@ -167,5 +179,19 @@ mod tests {
         assert_eq!(e.field, "auth.api_keys");
         let kept = patched(&c, &json!({"routing_strategy": "least_queue"})).unwrap();
         assert_eq!(kept.auth, c.auth, "keys survive unrelated patches");
+
+        // Keys of per-key TTL objectives are secrets too.
+        let mut c = Config::default();
+        c.scheduler.slo = vec![crate::sched::config::KeySlo {
+            api_key: "sk-slo-secret".into(),
+            ttft_ms: 500,
+        }];
+        let shown = redacted(&c);
+        assert!(!shown.to_string().contains("secret"), "{shown}");
+        assert_eq!(shown["scheduler"]["slo"][0]["ttft_ms"], 500);
+        let e = patched(&c, &json!({"scheduler": shown["scheduler"].clone()})).unwrap_err();
+        assert_eq!(e.field, "scheduler.slo[0].api_key");
+        let kept = patched(&c, &json!({"scheduler.policy": "slo"})).unwrap();
+        assert_eq!(kept.scheduler.slo, c.scheduler.slo);
     }
 }

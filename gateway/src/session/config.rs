@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::{check, ConfigError};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -36,13 +36,6 @@ impl Default for SessionsConfig {
 
 impl SessionsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let check = |ok: bool, field: &str, message: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::new(field, message))
-            }
-        };
         check(
             (1..=10_000_000).contains(&self.max_sessions),
             "sessions.max_sessions",

@@ -177,6 +177,23 @@ pub async fn eventually(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Run a test script of another language (the browser test, the SDK tests) to its end within
+/// `secs`, print its output, and fail the test with that output when it failed.
+pub async fn run_script(mut cmd: tokio::process::Command, secs: u64, what: &str) {
+    let out = cmd.kill_on_drop(true).output();
+    let out = tokio::time::timeout(Duration::from_secs(secs), out)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {secs} s"))
+        .unwrap_or_else(|e| panic!("{what} could not start: {e}"));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{log}");
+    assert!(out.status.success(), "{what} failed:\n{log}");
+}
+
 /// A binary of this workspace (built by `cargo build`/`cargo test --workspace`).
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
