@@ -54,6 +54,10 @@ use translate::Translation;
 
 /// Response header naming the worker that served the request.
 pub const WORKER_HEADER: http::HeaderName = http::HeaderName::from_static("x-sagellm-worker");
+/// Request headers read on every LLM request, as ready names (no parsing per lookup).
+const SESSION_HEADER: http::HeaderName = http::HeaderName::from_static("x-session-id");
+const PRIORITY_HEADER: http::HeaderName = http::HeaderName::from_static("x-priority");
+const SLO_HEADER: http::HeaderName = http::HeaderName::from_static("x-slo-ttft-ms");
 
 /// The Pingora application: one per gateway, shared by all requests.
 pub struct Gateway {
@@ -229,7 +233,7 @@ impl Gateway {
         let keys = KeySources {
             session_header: req
                 .headers
-                .get("x-session-id")
+                .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok()),
             api_key: api_key(req),
             prefix_bytes: cfg.routing.consistent_hash.prefix_bytes,
@@ -328,13 +332,11 @@ impl Gateway {
         cfg: &crate::config::Config,
     ) -> std::result::Result<(), GatewayError> {
         let req = session.req_header();
-        let header = |name: &str| {
+        let number = |header: http::HeaderName| -> std::result::Result<Option<i64>, GatewayError> {
+            let name = header.as_str();
             req.headers
-                .get(name)
+                .get(&header)
                 .map(|v| v.to_str().unwrap_or("?").trim())
-        };
-        let number = |name: &str| -> std::result::Result<Option<i64>, GatewayError> {
-            header(name)
                 .map(|v| {
                     v.parse::<i64>().map_err(|_| {
                         GatewayError::invalid(
@@ -348,8 +350,8 @@ impl Gateway {
                 })
                 .transpose()
         };
-        ctx.priority = number("x-priority")?.or(ctx.info.priority).unwrap_or(0);
-        let slo = match number("x-slo-ttft-ms")? {
+        ctx.priority = number(PRIORITY_HEADER)?.or(ctx.info.priority).unwrap_or(0);
+        let slo = match number(SLO_HEADER)? {
             Some(ms) if !(1..=3_600_000).contains(&ms) => {
                 return Err(GatewayError::invalid(
                     "header `x-slo-ttft-ms` must be 1..=3600000",
@@ -377,7 +379,7 @@ impl Gateway {
         let header = session
             .req_header()
             .headers
-            .get("x-session-id")
+            .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::trim);
         header

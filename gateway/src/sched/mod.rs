@@ -220,10 +220,12 @@ impl Scheduler {
         state: &AppState,
         ask: Ask<'_>,
     ) -> Result<Option<Grant>, GatewayError> {
-        let cfg = state.config.load().scheduler.clone();
-        if cfg.max_inflight_per_worker == 0 {
-            return Ok(None);
+        let config = state.config.load();
+        if config.scheduler.max_inflight_per_worker == 0 {
+            return Ok(None); // the common case: no cap, no queue, nothing cloned
         }
+        let cfg = config.scheduler.clone();
+        drop(config);
         let cap = cfg.max_inflight_per_worker as usize;
         let key = Key {
             seq: self.seq.fetch_add(1, Relaxed),
