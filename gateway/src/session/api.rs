@@ -96,6 +96,7 @@ async fn create(
         messages: VecDeque::new(),
         trimmed: 0,
         worker: None,
+        seq: 0, // set by the store
     };
     let view = session.view(false);
     state

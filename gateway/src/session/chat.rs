@@ -297,6 +297,7 @@ mod tests {
             ]),
             trimmed: 0,
             worker: None,
+            seq: 0,
         }
     }
 

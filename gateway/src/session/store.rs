@@ -56,6 +56,9 @@ pub struct Session {
     pub trimmed: u64,
     /// The worker (id) that answered last: the session sticks to it while it is usable.
     pub worker: Option<String>,
+    /// Creation order, set by the store (sessions created in the same millisecond still
+    /// list newest first).
+    pub seq: u64,
 }
 
 /// A session as the API shows it (`messages` only in `GET /sessions/{id}`).
@@ -174,10 +177,14 @@ pub trait SessionStore: Send + Sync {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     sessions: Mutex<HashMap<String, Session>>,
+    created: std::sync::atomic::AtomicU64,
 }
 
 impl SessionStore for MemoryStore {
-    fn create(&self, session: Session, limits: &SessionsConfig) -> Result<(), CreateError> {
+    fn create(&self, mut session: Session, limits: &SessionsConfig) -> Result<(), CreateError> {
+        session.seq = self
+            .created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.sessions.lock();
         if map.len() >= limits.max_sessions {
             let now = session.created_ms;
@@ -203,7 +210,7 @@ impl SessionStore for MemoryStore {
             .values()
             .filter(|s| s.owner == *owner && !s.expired(now))
             .collect();
-        mine.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+        mine.sort_by(|a, b| b.seq.cmp(&a.seq));
         let total = mine.len();
         let page = mine.into_iter().skip(offset).take(limit).cloned().collect();
         (page, total)
@@ -275,6 +282,7 @@ mod tests {
             messages: VecDeque::new(),
             trimmed: 0,
             worker: None,
+            seq: 0,
         }
     }
 
@@ -381,9 +389,10 @@ mod tests {
     fn lists_page_newest_first() {
         let store = MemoryStore::default();
         let limits = SessionsConfig::default();
+        // All in the same millisecond: creation order still decides.
         for i in 0..5u64 {
             store
-                .create(session(&format!("s{i}"), ALICE, i), &limits)
+                .create(session(&format!("s{i}"), ALICE, 0), &limits)
                 .unwrap();
         }
         let (page, total) = store.list(&ALICE, 1, 2, 5);
