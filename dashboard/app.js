@@ -274,6 +274,11 @@ function renderHeader(status) {
         : 'ok';
   setAttr(workers, 'data-level', level);
   setText($('active'), status.active_requests);
+  // The gateway-side queue; "off" when no per-worker cap is set (nothing ever waits).
+  const q = status.queue;
+  const queued = $('queued');
+  setText(queued, !q || q.max_inflight_per_worker === 0 ? 'off' : `${q.depth}`);
+  setAttr(queued, 'data-level', q && q.depth > 0 ? 'warn' : 'ok');
   renderBanner(status);
 }
 

@@ -185,6 +185,8 @@ async function run() {
   });
   await waitFor('the connection indicator to say connected', async () => (await page.getAttribute('[data-testid="conn"]', 'data-state')) === 'connected');
   log(`b. fleet table lists ${rows0.map((w) => w.id).join(', ')}, all READY; feed connected`);
+  // No per-worker cap on this gateway: the header says the queue is off.
+  await waitFor('the header to show the queue as off', async () => (await page.textContent('[data-testid="queued"]'))?.trim() === 'off');
 
   // c. Background load.
   load = startLoad();
