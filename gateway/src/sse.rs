@@ -1,47 +1,107 @@
-//! Reading a server-sent-events byte stream piece by piece: the `data:` payloads of complete
-//! lines, whatever the chunk borders (a line may arrive split over many chunks).
+//! Reading a server-sent-events byte stream piece by piece, whatever the chunk borders: the
+//! `data` of each complete event. Partial lines are kept until their `\n` (a `\r` before it
+//! is dropped), `data:` lines are collected until the blank line that ends the event (joined
+//! with `\n`), comments and other fields are ignored. Shared by the Anthropic stream
+//! translator and the session reply tap.
 
-/// A line longer than this is dropped rather than buffered without bound.
-pub const MAX_LINE: usize = 1 << 20;
+/// Longest line or event kept; a longer one is dropped whole rather than buffered without
+/// bound.
+pub const MAX_EVENT: usize = 4 << 20;
 
 #[derive(Debug, Default)]
-pub struct DataLines {
-    pending: Vec<u8>,
-    /// The current line grew past [`MAX_LINE`]: skip it up to its newline.
-    skipping: bool,
+pub struct Events {
+    /// The current line, before its `\n`.
+    line: Vec<u8>,
+    /// The `data` of the current event.
+    data: Vec<u8>,
+    has_data: bool,
+    /// The current line or event is over [`MAX_EVENT`]: drop it.
+    line_too_long: bool,
+    event_too_long: bool,
 }
 
-impl DataLines {
-    /// Feed a chunk; `each` gets the payload of every `data:` line completed by it (without
-    /// the prefix, one leading space and the line ending).
-    pub fn push(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8])) {
-        let mut rest = chunk;
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
-            let (head, tail) = (&rest[..nl], &rest[nl + 1..]);
-            rest = tail;
-            if std::mem::take(&mut self.skipping) {
-                self.pending.clear();
+impl Events {
+    /// Feed a chunk; `each` gets the data of every event completed by it.
+    pub fn push(&mut self, mut chunk: &[u8], mut each: impl FnMut(&[u8])) {
+        while !chunk.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', chunk) else {
+                if self.line.len() + chunk.len() > MAX_EVENT {
+                    self.line_too_long = true;
+                    self.line.clear();
+                } else if !self.line_too_long {
+                    self.line.extend_from_slice(chunk);
+                }
+                return;
+            };
+            let (piece, rest) = (&chunk[..nl], &chunk[nl + 1..]);
+            chunk = rest;
+            if std::mem::take(&mut self.line_too_long) {
+                self.line.clear();
                 continue;
             }
-            let line: &[u8] = if self.pending.is_empty() {
-                head
+            if self.line.is_empty() {
+                self.on_line(piece.strip_suffix(b"\r").unwrap_or(piece), &mut each);
             } else {
-                self.pending.extend_from_slice(head);
-                &self.pending
-            };
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if let Some(data) = line.strip_prefix(b"data:") {
-                each(data.strip_prefix(b" ").unwrap_or(data));
-            }
-            self.pending.clear();
-        }
-        if !self.skipping {
-            self.pending.extend_from_slice(rest);
-            if self.pending.len() > MAX_LINE {
-                self.pending.clear();
-                self.skipping = true;
+                // Taken out (and put back, to keep its allocation) while the line is handled.
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(piece);
+                self.on_line(line.strip_suffix(b"\r").unwrap_or(&line), &mut each);
+                line.clear();
+                self.line = line;
             }
         }
+    }
+
+    /// The stream ended: a last line without its `\n`, then the event without its blank
+    /// line, if any.
+    pub fn finish(&mut self, mut each: impl FnMut(&[u8])) {
+        let line = std::mem::take(&mut self.line);
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        if !line.is_empty() && !self.line_too_long {
+            self.on_line(line, &mut each);
+        }
+        self.on_line(b"", &mut each);
+    }
+
+    /// Bytes held for an unfinished line.
+    pub fn buffered(&self) -> usize {
+        self.line.len()
+    }
+
+    /// One complete line (without its `\n` / `\r\n`).
+    fn on_line(&mut self, line: &[u8], each: &mut impl FnMut(&[u8])) {
+        if line.is_empty() {
+            if self.has_data && !self.event_too_long {
+                each(&self.data);
+            }
+            self.data.clear();
+            self.has_data = false;
+            self.event_too_long = false;
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(at) => {
+                let v = &line[at + 1..];
+                (&line[..at], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        if field != b"data" || self.event_too_long {
+            return;
+        }
+        if self.data.len() + value.len() + 1 > MAX_EVENT {
+            self.event_too_long = true;
+            self.data.clear();
+            return;
+        }
+        if self.has_data {
+            self.data.push(b'\n');
+        }
+        self.data.extend_from_slice(value);
+        self.has_data = true;
     }
 }
 
@@ -50,10 +110,10 @@ mod tests {
     use super::*;
 
     fn all(chunks: &[&[u8]]) -> Vec<String> {
-        let mut lines = DataLines::default();
+        let mut events = Events::default();
         let mut out = Vec::new();
         for c in chunks {
-            lines.push(c, |d| out.push(String::from_utf8_lossy(d).into_owned()));
+            events.push(c, |d| out.push(String::from_utf8_lossy(d).into_owned()));
         }
         out
     }
@@ -72,15 +132,24 @@ mod tests {
     }
 
     #[test]
-    fn an_endless_line_is_dropped_not_buffered() {
-        let mut lines = DataLines::default();
+    fn multi_line_data_is_one_event_and_finish_flushes() {
+        let mut events = Events::default();
         let mut out = Vec::new();
-        let junk = vec![b'x'; MAX_LINE / 2 + 1];
+        events.push(b"data: a\ndata: b\n\ndata: last", |d| out.push(d.to_vec()));
+        events.finish(|d| out.push(d.to_vec()));
+        assert_eq!(out, vec![b"a\nb".to_vec(), b"last".to_vec()]);
+    }
+
+    #[test]
+    fn an_endless_line_is_dropped_not_buffered() {
+        let mut events = Events::default();
+        let mut out = Vec::new();
+        let junk = vec![b'x'; MAX_EVENT / 2 + 1];
         for _ in 0..3 {
-            lines.push(&junk, |d| out.push(d.to_vec()));
+            events.push(&junk, |d| out.push(d.to_vec()));
         }
-        assert!(lines.pending.len() <= MAX_LINE);
-        lines.push(b"tail\ndata: ok\n", |d| out.push(d.to_vec()));
+        assert!(events.buffered() <= MAX_EVENT);
+        events.push(b"tail\ndata: ok\n\n", |d| out.push(d.to_vec()));
         assert_eq!(out, vec![b"ok".to_vec()]);
     }
 }

@@ -1,9 +1,7 @@
 //! The worker's OpenAI SSE stream → Anthropic's stream events (table in [`super`]).
 //!
-//! The input arrives split anywhere: partial lines are kept until their `\n` (a `\r` before it
-//! is dropped), `data:` lines are collected until the blank line that ends the event, and
-//! comments and other fields are ignored. An event whose JSON does not parse is skipped; the
-//! stream goes on. The output is always one well-formed Anthropic stream (`message_start` …
+//! The input arrives split anywhere and is cut into events by [`crate::sse::Events`]. An
+//! event whose JSON does not parse is skipped; the stream goes on. The output is always one well-formed Anthropic stream (`message_start` …
 //! `message_stop`), or one that ends with an `error` event.
 
 use bytes::Bytes;
@@ -12,9 +10,7 @@ use serde_json::{json, Value};
 
 use super::response::{Choice, Usage};
 use crate::proxy::translate::ResponseTranslator;
-
-/// Longest SSE event (or line) kept; a longer one is dropped whole.
-const MAX_EVENT: usize = 4 << 20;
+use crate::sse::Events;
 
 /// One `chat.completion.chunk` (lenient like [`super::response`]'s `Completion`), or a
 /// worker's mid-stream `{"error":…}`.
@@ -29,14 +25,7 @@ struct Chunk {
 
 pub struct StreamTranslator {
     model: String,
-    /// The current line, before its `\n`.
-    line: Vec<u8>,
-    /// The `data` of the current event (its lines joined with `\n`).
-    data: Vec<u8>,
-    has_data: bool,
-    /// The current line or event is over [`MAX_EVENT`]: drop it.
-    line_too_long: bool,
-    event_too_long: bool,
+    events: Events,
     /// `message_start` is out.
     started: bool,
     /// `message_stop` or `error` is out; everything after is ignored.
@@ -64,11 +53,7 @@ impl StreamTranslator {
     pub fn new(model: String) -> Self {
         Self {
             model,
-            line: Vec::new(),
-            data: Vec::new(),
-            has_data: false,
-            line_too_long: false,
-            event_too_long: false,
+            events: Events::default(),
             started: false,
             ended: false,
             content_events: 0,
@@ -77,44 +62,6 @@ impl StreamTranslator {
             input_tokens: None,
             output_tokens: None,
         }
-    }
-
-    /// One complete line (without its `\n` / `\r\n`).
-    fn on_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        if line.is_empty() {
-            let data = std::mem::take(&mut self.data);
-            if self.has_data && !self.event_too_long {
-                self.dispatch(&data, out);
-            }
-            self.has_data = false;
-            self.event_too_long = false;
-            self.data = data;
-            self.data.clear();
-            return;
-        }
-        if line[0] == b':' {
-            return;
-        }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(at) => {
-                let v = &line[at + 1..];
-                (&line[..at], v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
-        };
-        if field != b"data" || self.event_too_long {
-            return;
-        }
-        if self.data.len() + value.len() + 1 > MAX_EVENT {
-            self.event_too_long = true;
-            self.data.clear();
-            return;
-        }
-        if self.has_data {
-            self.data.push(b'\n');
-        }
-        self.data.extend_from_slice(value);
-        self.has_data = true;
     }
 
     /// One event's data.
@@ -236,50 +183,27 @@ impl ResponseTranslator for StreamTranslator {
         "text/event-stream"
     }
 
-    fn chunk(&mut self, mut data: &[u8]) -> Bytes {
+    fn chunk(&mut self, data: &[u8]) -> Bytes {
         let mut out = Vec::new();
-        while !self.ended && !data.is_empty() {
-            let Some(nl) = memchr::memchr(b'\n', data) else {
-                if self.line.len() + data.len() > MAX_EVENT {
-                    self.line_too_long = true;
-                    self.line.clear();
-                } else if !self.line_too_long {
-                    self.line.extend_from_slice(data);
-                }
-                break;
-            };
-            let (piece, rest) = (&data[..nl], &data[nl + 1..]);
-            data = rest;
-            if std::mem::take(&mut self.line_too_long) {
-                self.line.clear();
-                continue;
+        let mut events = std::mem::take(&mut self.events);
+        events.push(data, |event| {
+            if !self.ended {
+                self.dispatch(event, &mut out);
             }
-            if self.line.is_empty() {
-                self.on_line(piece.strip_suffix(b"\r").unwrap_or(piece), &mut out);
-            } else {
-                // Taken out (and put back, to keep its allocation) while the line is handled.
-                let mut line = std::mem::take(&mut self.line);
-                line.extend_from_slice(piece);
-                self.on_line(line.strip_suffix(b"\r").unwrap_or(&line), &mut out);
-                line.clear();
-                self.line = line;
-            }
-        }
+        });
+        self.events = events;
         Bytes::from(out)
     }
 
     fn finish(&mut self) -> Bytes {
         let mut out = Vec::new();
         if !self.ended {
-            // A last line without its `\n`, then the event without its blank line.
-            let line = std::mem::take(&mut self.line);
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
-            if !line.is_empty() && !self.line_too_long {
-                self.on_line(line, &mut out);
-            }
-            if !self.ended {
-                self.on_line(b"", &mut out);
-            }
+            let mut events = std::mem::take(&mut self.events);
+            events.finish(|event| {
+                if !self.ended {
+                    self.dispatch(event, &mut out);
+                }
+            });
             if !self.ended {
                 self.end(&mut out);
             }
@@ -626,64 +550,15 @@ mod tests {
     #[test]
     fn overlong_lines_are_dropped() {
         let mut t = StreamTranslator::new("m".into());
-        let big = vec![b'x'; MAX_EVENT / 2 + 1];
+        let big = vec![b'x'; crate::sse::MAX_EVENT / 2 + 1];
         t.chunk(b"data: {\"choices\":[{\"delta\":{\"content\":\"");
         t.chunk(&big);
         t.chunk(&big);
-        assert!(t.line.is_empty(), "the buffer is dropped past the cap");
+        assert_eq!(t.events.buffered(), 0, "the buffer is dropped past the cap");
         let mut out = t
             .chunk(b"\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\n")
             .to_vec();
         out.extend_from_slice(&t.finish());
         assert_eq!(text_of(&events(&String::from_utf8(out).unwrap())), "ok");
-    }
-
-    /// `SAGELLM_ANTHROPIC_DUMP=/dir cargo test … anthropic::stream::tests::dump` writes what
-    /// the translators produce for the sim's answers, for the offline SDK check in
-    /// tests/python (a canned server replays them).
-    #[test]
-    fn dump() {
-        let Ok(dir) = std::env::var("SAGELLM_ANTHROPIC_DUMP") else {
-            return;
-        };
-        let dir = std::path::Path::new(&dir);
-        std::fs::create_dir_all(dir).unwrap();
-        let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
-        for (name, n, finish) in [
-            ("stream.sse", 16, "stop"),
-            ("stream_length.sse", 4, "length"),
-        ] {
-            let input = sim_stream(n, finish, true);
-            // Fed in small pieces, as a worker's TCP stream would arrive.
-            let pieces: Vec<&[u8]> = input.as_bytes().chunks(13).collect();
-            write(name, run(&pieces).as_bytes());
-        }
-        let input = sim_stream(3, "stop", true);
-        let mut t = StreamTranslator::new("req-model".into());
-        let mut out = t.chunk(&input.as_bytes()[..input.len() / 2]).to_vec();
-        out.extend_from_slice(&t.abort("the worker broke off"));
-        write("stream_abort.sse", &out);
-        for (name, n, finish) in [
-            ("message.json", 16, "stop"),
-            ("message_length.json", 4, "length"),
-        ] {
-            let text: Vec<String> = (0..n).map(|i| format!("tok{i}")).collect();
-            let body = json!({"id": "chatcmpl-2", "object": "chat.completion", "model": "w",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text.join(" ")},
-                             "finish_reason": finish, "stop_reason": null}],
-                "usage": {"prompt_tokens": 9, "completion_tokens": n, "total_tokens": 9 + n}});
-            let mut t = super::super::translator(200, false, "req-model".into());
-            t.chunk(body.to_string().as_bytes());
-            write(name, &t.finish());
-        }
-        let bad =
-            br#"{"model":"req-model","max_tokens":0,"messages":[{"role":"user","content":"hi"}]}"#;
-        let (_, _, body) = super::super::request::translate(bad)
-            .unwrap_err()
-            .render(crate::error::ApiFlavor::Anthropic);
-        write("bad_request.json", &body);
-        let (_, _, body) = crate::error::GatewayError::Unauthorized("invalid API key".into())
-            .render(crate::error::ApiFlavor::Anthropic);
-        write("unauthorized.json", &body);
     }
 }

@@ -12,7 +12,7 @@ use super::store::{Message, Session, SessionStore};
 use super::{now_ms, owner_of, Owner, SessionsConfig};
 use crate::error::{ApiFlavor, GatewayError};
 use crate::proxy::translate::{ResponseTranslator, Translation};
-use crate::sse::DataLines;
+use crate::sse::Events;
 use crate::state::AppState;
 
 /// A plain response body larger than this is passed on but not parsed for the reply.
@@ -176,7 +176,7 @@ impl ResponseTranslator for Unchanged {
 pub struct ReplyTap {
     spec: TapSpec,
     worker: String,
-    lines: DataLines,
+    events: Events,
     body: Vec<u8>,
     reply: String,
 }
@@ -186,7 +186,7 @@ impl ReplyTap {
         Self {
             spec,
             worker: worker.to_string(),
-            lines: DataLines::default(),
+            events: Events::default(),
             body: Vec::new(),
             reply: String::new(),
         }
@@ -214,7 +214,7 @@ impl ResponseTranslator for ReplyTap {
     fn chunk(&mut self, data: &[u8]) -> Bytes {
         if self.spec.stream {
             let reply = &mut self.reply;
-            self.lines.push(data, |payload| {
+            self.events.push(data, |payload| {
                 if let Ok(v) = serde_json::from_slice::<Value>(payload) {
                     if let Some(text) = content_at(&v, "delta") {
                         reply.push_str(text);
