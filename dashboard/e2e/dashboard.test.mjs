@@ -217,7 +217,9 @@ async function run() {
   await waitFor(`worker ${id0}'s state cell to read DRAINING`, async () => (await stateOf(page, 0)) === 'DRAINING', 10_000);
   await page.locator('[data-testid="admin-key"]').waitFor({ state: 'hidden', timeout: 5_000 });
   log(`e. worker 0 (${id0}) reads DRAINING`);
-  await sleep(300);
+  // Requests it had in flight when the drain began are counted once they end (the gateway
+  // counts an attempt before releasing its worker): wait for none to be left.
+  await waitFor(`worker ${id0} to finish its in-flight requests`, async () => (await api('/api/workers')).find((w) => w.id === id0)?.load.inflight === 0);
   const servedById = async () => Object.fromEntries((await api('/api/workers')).map((w) => [w.id, w.served]));
   const before = await servedById();
   const sentBefore = load.sent;

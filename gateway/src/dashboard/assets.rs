@@ -66,16 +66,11 @@ fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
-/// `GET /`.
+/// `GET /` (and `GET /dashboard`, `/dashboard/`).
 pub async fn index() -> Response {
     find("index.html")
         .map(serve)
         .unwrap_or_else(|| not_found("/"))
-}
-
-/// `GET /dashboard` and `GET /dashboard/`: the page too.
-pub async fn index_alias() -> Response {
-    index().await
 }
 
 /// `GET /dashboard/{name}`.

@@ -25,8 +25,8 @@ use crate::state::AppState;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(assets::index))
-        .route("/dashboard", get(assets::index_alias))
-        .route("/dashboard/", get(assets::index_alias))
+        .route("/dashboard", get(assets::index))
+        .route("/dashboard/", get(assets::index))
         .route("/dashboard/{name}", get(assets::file))
         .route("/favicon.ico", get(assets::favicon))
         .route("/ws", get(ws::upgrade))

@@ -43,7 +43,7 @@ impl QueueMetrics {
         Ok(m)
     }
 
-    /// A queued request got its slot after `waited`.
+    /// A request that waited in the queue got its slot after `waited`.
     pub fn waited(&self, waited: Duration) {
         self.wait.observe(waited.as_secs_f64());
     }

@@ -32,15 +32,13 @@ impl Verdict {
 }
 
 impl Gateway {
-    /// Release the current attempt's worker and record `verdict` (no-op when none is held).
+    /// Record `verdict` for the current attempt's worker, then release it (no-op when none
+    /// is held).
     pub(crate) fn end_attempt(&self, ctx: &mut RequestCtx, verdict: Verdict) {
         let Some(guard) = ctx.guard.take() else {
             return;
         };
-        let worker = guard.worker().clone();
-        drop(guard);
-        // The worker has a free slot again: a queued request may take it.
-        self.state.scheduler.kick(&self.state);
+        let worker = guard.worker();
         let dispatched = ctx.dispatched_at.unwrap_or(ctx.start);
         let success = verdict == Verdict::Success;
         let outcome = Outcome {
@@ -57,7 +55,7 @@ impl Gateway {
             },
         };
         worker.stats.record(&outcome);
-        self.state.policy.load().observe(&worker, &outcome);
+        self.state.policy.load().observe(worker, &outcome);
         if success {
             worker.count_served();
         }
@@ -73,6 +71,10 @@ impl Gateway {
                 tracing::info!(worker = %worker.id, state = to.as_str(), slow, "circuit breaker changed");
             }
         }
+        // Released last, so whoever sees the worker's slot free also sees this attempt
+        // counted; then a queued request may take the slot.
+        drop(guard);
+        self.state.scheduler.kick(&self.state);
     }
 }
 

@@ -276,12 +276,9 @@ impl Gateway {
         }
         let rewritten = match translated {
             Some(t) => {
-                let (stream, model) = (ctx.info.stream, t.model);
                 ctx.translation = Some(Translation {
                     upstream_path: Some("/v1/chat/completions"),
-                    factory: Box::new(move |status, _| {
-                        crate::anthropic::translator(status, stream, model.clone())
-                    }),
+                    factory: crate::anthropic::factory(ctx.info.stream, t.model),
                 });
                 Some(t.body)
             }

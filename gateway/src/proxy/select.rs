@@ -20,7 +20,6 @@ pub async fn pick_queued(
     state: &AppState,
     ctx: &mut RequestCtx,
 ) -> Result<Arc<Worker>, GatewayError> {
-    let asked = std::time::Instant::now();
     let ask = Ask {
         model: ctx.info.model.as_deref(),
         priority: ctx.priority,
@@ -28,12 +27,8 @@ pub async fn pick_queued(
         arrived: ctx.start,
     };
     let grant = state.scheduler.admit(state, ask).await?;
-    let waited = asked.elapsed();
     let picked = pick(state, ctx);
     drop(grant); // the worker's in-flight token now holds the slot
-    if waited >= std::time::Duration::from_millis(1) {
-        state.metrics.queue.waited(waited);
-    }
     picked
 }
 

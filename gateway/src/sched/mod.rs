@@ -254,7 +254,12 @@ impl Scheduler {
             self.dispatch(&mut inner, &mut capacity, &cfg);
             rx
         };
-        self.wait(state, rx, key, ask, &cfg).await
+        let queued_at = Instant::now();
+        let granted = self.wait(state, rx, key, ask, &cfg).await;
+        if granted.is_ok() {
+            state.metrics.queue.waited(queued_at.elapsed());
+        }
+        granted
     }
 
     async fn wait(

@@ -210,7 +210,7 @@ impl SessionStore for MemoryStore {
             .values()
             .filter(|s| s.owner == *owner && !s.expired(now))
             .collect();
-        mine.sort_by(|a, b| b.seq.cmp(&a.seq));
+        mine.sort_by_key(|s| std::cmp::Reverse(s.seq));
         let total = mine.len();
         let page = mine.into_iter().skip(offset).take(limit).cloned().collect();
         (page, total)
