@@ -43,7 +43,7 @@ impl Default for ControlConfig {
 pub const MAX_SEQS: std::ops::RangeInclusive<usize> = 1..=1024;
 
 impl ControlConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check(
             (1..=256).contains(&self.max_engines),
             "control.max_engines",
@@ -79,33 +79,34 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_errors_name_the_field() {
         ControlConfig::default().validate().unwrap();
-        let bad = ControlConfig {
-            max_engines: 0,
-            ..Default::default()
-        };
-        assert_eq!(bad.validate().unwrap_err().field, "control.max_engines");
-        let bad = ControlConfig {
-            default_max_seqs: 0,
-            ..Default::default()
-        };
+        let field = |c: ControlConfig| c.validate().unwrap_err().field;
+        let d = ControlConfig::default;
         assert_eq!(
-            bad.validate().unwrap_err().field,
+            field(ControlConfig {
+                max_engines: 0,
+                ..d()
+            }),
+            "control.max_engines"
+        );
+        assert_eq!(
+            field(ControlConfig {
+                default_max_seqs: 0,
+                ..d()
+            }),
             "control.default_max_seqs"
         );
-        let bad = ControlConfig {
-            start_timeout_seconds: 0,
-            ..Default::default()
-        };
         assert_eq!(
-            bad.validate().unwrap_err().field,
+            field(ControlConfig {
+                start_timeout_seconds: 0,
+                ..d()
+            }),
             "control.start_timeout_seconds"
         );
-        let bad = ControlConfig {
-            stop_grace_seconds: 10_000,
-            ..Default::default()
-        };
         assert_eq!(
-            bad.validate().unwrap_err().field,
+            field(ControlConfig {
+                stop_grace_seconds: 10_000,
+                ..d()
+            }),
             "control.stop_grace_seconds"
         );
     }

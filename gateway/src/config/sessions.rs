@@ -35,7 +35,7 @@ impl Default for SessionsConfig {
 }
 
 impl SessionsConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check(
             (1..=10_000_000).contains(&self.max_sessions),
             "sessions.max_sessions",

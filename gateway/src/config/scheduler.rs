@@ -73,7 +73,7 @@ impl Default for SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check(
             self.max_inflight_per_worker <= 1_000_000,
             "scheduler.max_inflight_per_worker",
