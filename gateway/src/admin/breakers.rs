@@ -5,36 +5,12 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use super::types::{BreakerStats, WorkerBreaker};
 use crate::error::GatewayError;
 use crate::state::AppState;
+use crate::views::{fleet, BreakerStats, WorkerBreaker};
 
 pub async fn stats(State(state): State<Arc<AppState>>) -> Json<BreakerStats> {
-    let cfg = state.config.load();
-    let c = &cfg.circuit_breaker;
-    let settings = c.settings();
-    let workers = state
-        .pool
-        .load()
-        .workers
-        .iter()
-        .enumerate()
-        .map(|(index, w)| WorkerBreaker {
-            index,
-            id: w.id.clone(),
-            url: w.spec.url.clone(),
-            breaker: w.breaker.view(&settings),
-        })
-        .collect();
-    Json(BreakerStats {
-        enabled: c.enabled,
-        failure_threshold: c.failure_threshold,
-        timeout_seconds: c.timeout_seconds,
-        half_open_requests: c.half_open_requests,
-        success_threshold: c.success_threshold,
-        slow_call_threshold_ms: c.slow_call_threshold_ms,
-        workers,
-    })
+    Json(fleet::breakers(&state))
 }
 
 pub async fn reset(
@@ -47,12 +23,6 @@ pub async fn reset(
         .ok_or_else(|| GatewayError::NotFound(format!("worker {id}")))?;
     let from = w.breaker.reset();
     tracing::info!(worker = %w.id, from = from.as_str(), "circuit breaker reset by an operator");
-    Ok(Json(WorkerBreaker {
-        index,
-        id: w.id.clone(),
-        url: w.spec.url.clone(),
-        breaker: w
-            .breaker
-            .view(&state.config.load().circuit_breaker.settings()),
-    }))
+    let settings = state.config.load().circuit_breaker.settings();
+    Ok(Json(fleet::breaker(w, index, &settings)))
 }

@@ -7,21 +7,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 
-use super::reply::parse_json;
-use super::types::ConfigView;
+use crate::edge::reply::parse_json;
 use crate::error::GatewayError;
 use crate::reload::{self, patch};
 use crate::state::AppState;
-
-fn view(state: &AppState) -> ConfigView {
-    ConfigView {
-        config: patch::redacted(&state.config.load()),
-        reload: state.reload.lock().clone(),
-    }
-}
+use crate::views::{fleet, ConfigView};
 
 pub async fn get(State(state): State<Arc<AppState>>) -> Json<ConfigView> {
-    Json(view(&state))
+    Json(fleet::config(&state))
 }
 
 pub async fn put(
@@ -42,5 +35,5 @@ pub async fn put(
     tokio::task::spawn_blocking(move || reload::apply(&s, new, "api"))
         .await
         .map_err(|e| GatewayError::Internal(format!("applying the configuration: {e}")))??;
-    Ok(Json(view(&state)))
+    Ok(Json(fleet::config(&state)))
 }

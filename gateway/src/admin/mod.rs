@@ -6,39 +6,29 @@
 //! `x-admin-key`); reads are open. The session endpoints are served here too, but checked
 //! against the API keys like the LLM endpoints (see [`crate::session::api`]).
 
-pub mod breakers;
-pub mod config;
-pub mod reply;
-pub mod routing;
-pub mod status;
-pub mod types;
-pub mod workers;
+mod breakers;
+mod config;
+mod workers;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use axum::Json;
 use axum::Router;
 use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::edge::reply;
 use crate::error::GatewayError;
 use crate::state::AppState;
-
-/// The admin key presented with a request.
-pub fn presented_admin_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(k) = headers.get("x-admin-key").and_then(|v| v.to_str().ok()) {
-        return Some(k.trim());
-    }
-    let v = headers.get("authorization")?.to_str().ok()?.trim();
-    (v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ")).then(|| v[7..].trim())
-}
+use crate::views::{fleet, RoutingStats, StatusInfo};
 
 async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -46,7 +36,7 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
         && !state
             .auth
             .load()
-            .check_admin_key(presented_admin_key(req.headers()))
+            .check_admin_key(crate::auth::admin_key(req.headers()))
     {
         return reply::error(&GatewayError::Unauthorized(
             "this management endpoint needs the admin key (Authorization: Bearer <admin key>)"
@@ -56,14 +46,24 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
     next.run(req).await
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// `GET /api/status`.
+async fn status(State(state): State<Arc<AppState>>) -> Json<StatusInfo> {
+    Json(fleet::status(&state))
+}
+
+/// `GET /api/routing/stats`.
+async fn routing_stats(State(state): State<Arc<AppState>>) -> Json<RoutingStats> {
+    Json(fleet::routing(&state))
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/api/status", get(status::get))
+        .route("/api/status", get(status))
         .route("/api/workers", get(workers::list).post(workers::create))
         .route("/api/workers/{id}", delete(workers::delete))
         .route("/api/workers/{id}/drain", post(workers::drain))
         .route("/api/workers/{id}/undrain", post(workers::undrain))
-        .route("/api/routing/stats", get(routing::get))
+        .route("/api/routing/stats", get(routing_stats))
         .route("/api/circuit-breaker/stats", get(breakers::stats))
         .route("/api/circuit-breaker/{id}/reset", post(breakers::reset))
         .route("/api/config", get(config::get).put(config::put))

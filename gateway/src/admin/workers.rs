@@ -11,28 +11,32 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::reply::parse_json;
-use super::types::NewWorker;
+use crate::edge::reply::parse_json;
 use crate::worker::spec::WorkerSpec;
+use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
 use crate::state::AppState;
-use crate::worker::WorkerInfo;
+use crate::views::{fleet, WorkerInfo};
 
-pub fn infos(state: &AppState) -> Vec<WorkerInfo> {
-    let breaker = state.config.load().circuit_breaker.settings();
-    state
-        .pool
-        .load()
-        .workers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| w.info(i, &breaker))
-        .collect()
+/// `POST /api/workers`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorker {
+    pub url: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Empty = discover from the worker's `GET /v1/models`.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<WorkerInfo>> {
-    Json(infos(&state))
+    Json(fleet::workers(&state))
 }
 
 fn set_draining(
@@ -47,10 +51,8 @@ fn set_draining(
     worker.health.set_draining(draining);
     tracing::info!(worker = %worker.id, draining, "worker drain state changed");
     state.publish_routable();
-    Ok(Json(worker.info(
-        index,
-        &state.config.load().circuit_breaker.settings(),
-    )))
+    let breaker = state.config.load().circuit_breaker.settings();
+    Ok(Json(fleet::worker(worker, index, &breaker)))
 }
 
 pub async fn drain(
@@ -93,7 +95,10 @@ pub async fn create(
         .position(|w| w.uid == worker.uid)
         .unwrap_or(0);
     let breaker = state.config.load().circuit_breaker.settings();
-    Ok((StatusCode::CREATED, Json(worker.info(index, &breaker))))
+    Ok((
+        StatusCode::CREATED,
+        Json(fleet::worker(&worker, index, &breaker)),
+    ))
 }
 
 pub async fn delete(
@@ -114,5 +119,5 @@ pub async fn delete(
     tracing::info!(worker = %worker.id, "worker removed through the API");
     state.publish_routable();
     let breaker = state.config.load().circuit_breaker.settings();
-    Ok(Json(worker.info(index, &breaker)))
+    Ok(Json(fleet::worker(&worker, index, &breaker)))
 }

@@ -75,7 +75,7 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
-use crate::proxy::translate::{ResponseTranslator, TranslatorFactory};
+use crate::edge::translate::{ResponseTranslator, TranslatorFactory};
 
 /// The translator for one attempt's response, from the worker's status and whether the
 /// client asked for a stream: an error translator for non-2xx, else the stream or JSON one.

@@ -3,9 +3,9 @@
 //! `--admin-key` (env `SAGELLM_ADMIN_KEY`, needed for writes when the gateway has one) and
 //! `--json` (the API's JSON instead of tables, for scripts).
 
-pub mod client;
-pub mod engines;
-pub mod render;
+mod client;
+mod engines;
+mod render;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,9 +15,8 @@ use clap::{Parser, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value};
 
-use crate::admin::types::{ConfigView, StatusInfo, WorkerBreaker};
 use crate::bench::BenchArgs;
-use crate::worker::WorkerInfo;
+use crate::views::{ConfigView, StatusInfo, WorkerBreaker, WorkerInfo};
 use client::Api;
 
 #[derive(Parser, Debug)]

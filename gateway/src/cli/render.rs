@@ -1,7 +1,6 @@
 //! Human output of the CLI: aligned plain-text tables.
 
-use crate::admin::types::StatusInfo;
-use crate::worker::WorkerInfo;
+use crate::views::{StatusInfo, WorkerInfo};
 
 /// Left-aligned columns separated by two spaces.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

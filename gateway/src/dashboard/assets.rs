@@ -5,7 +5,7 @@ use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::admin::reply;
+use crate::edge::reply;
 use crate::error::GatewayError;
 
 struct Asset {

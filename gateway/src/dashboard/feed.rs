@@ -15,12 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use super::quantile::quantile;
-use crate::admin::routing::stats as routing_stats;
-use crate::admin::status::status;
-use crate::admin::types::{RoutingStats, StatusInfo};
 use crate::metrics::TrafficTotals;
 use crate::routing::Strategy;
 use crate::state::AppState;
+use crate::views::{fleet, RoutingStats, StatusInfo};
 
 /// Points kept for the charts: five minutes at one per second.
 pub const HISTORY: usize = 300;
@@ -195,8 +193,8 @@ impl Feed {
     fn tick(state: &AppState, point: Point) -> Tick {
         Tick {
             kind: "tick".into(),
-            status: status(state),
-            routing: routing_stats(state),
+            status: fleet::status(state),
+            routing: fleet::routing(state),
             point,
         }
     }

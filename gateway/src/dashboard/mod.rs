@@ -17,7 +17,7 @@ use axum::Router;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-pub use feed::{Feed, Point};
+pub use feed::Feed;
 
 use crate::state::AppState;
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::feed::Subscription;
-use crate::admin::reply;
+use crate::edge::reply;
 use crate::error::GatewayError;
 use crate::state::AppState;
 

@@ -1,4 +1,5 @@
-//! JSON replies of the admin service (errors through the one render function).
+//! JSON replies of the axum services (management API, sessions, control plane, dashboard):
+//! errors through the one render function, request bodies parsed with errors naming the field.
 
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};

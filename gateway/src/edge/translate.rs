@@ -1,4 +1,4 @@
-//! Response translation on the gateway's own forwarding path ([`super::forward`]): for
+//! Response translation on the gateway's own forwarding path ([`crate::proxy`]'s `forward`): for
 //! requests whose client speaks another API than the worker (Anthropic's Messages API in
 //! front of an OpenAI-only worker) or whose answer the gateway must also keep (a session's
 //! assistant reply). The worker's bytes still go through the response observer first (TTFT,

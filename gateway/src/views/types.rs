@@ -1,11 +1,34 @@
-//! The JSON bodies of the management API. The gateway serialises them; the `sagellm` CLI (and
-//! scripts) deserialise the same structs, so the two cannot drift apart.
+//! The JSON bodies of the management API. The gateway serialises them; the `sagellm` CLI, the
+//! dashboard and scripts deserialise the same structs, so they cannot drift apart.
 
 use serde::{Deserialize, Serialize};
 
 use crate::reload::ReloadStatus;
 use crate::worker::breaker::BreakerView;
-use crate::worker::WorkerInfo;
+use crate::worker::kind::WorkerKind;
+use crate::worker::load::LoadView;
+use crate::worker::state::Lifecycle;
+use crate::worker::stats::StatsView;
+
+/// One serialisable view of a worker: the management API, the CLI and the dashboard all
+/// show this struct.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub index: usize,
+    pub id: String,
+    pub url: String,
+    pub weight: u32,
+    pub kind: WorkerKind,
+    pub version: Option<String>,
+    pub models: Vec<String>,
+    pub state: Lifecycle,
+    pub asleep: bool,
+    pub consecutive_failures: u32,
+    pub load: LoadView,
+    pub stats: StatsView,
+    pub breaker: BreakerView,
+    pub served: u64,
+}
 
 /// `GET /api/status`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,22 +53,6 @@ pub struct StatusInfo {
     pub workers: Vec<WorkerInfo>,
 }
 
-/// `POST /api/workers`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewWorker {
-    pub url: String,
-    #[serde(default = "one")]
-    pub weight: u32,
-    /// Empty = discover from the worker's `GET /v1/models`.
-    #[serde(default)]
-    pub models: Vec<String>,
-}
-
-fn one() -> u32 {
-    1
-}
-
 /// One worker's line in `GET /api/routing/stats`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerSelections {
@@ -64,7 +71,7 @@ pub struct WorkerSelections {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RoutingStats {
     pub strategy: String,
-    /// Choices per strategy tag since start (all seven tags).
+    /// Choices per strategy tag since start (every tag).
     pub by_strategy: std::collections::BTreeMap<String, u64>,
     pub workers: Vec<WorkerSelections>,
 }
