@@ -1,10 +1,45 @@
 //! Ending an attempt: releasing the worker and telling its statistics, its circuit breaker
 //! (the passive health signal from real traffic) and the adaptive policy what happened. Every
 //! attempt ends here exactly once, failed attempts when they fail, the last one in `logging`.
+//! And what a finished request contributes to the metrics ([`record`]).
 
-use super::ctx::RequestCtx;
+use super::ctx::{Kind, RequestCtx};
 use super::Gateway;
+use crate::metrics::RequestRecord;
 use crate::worker::stats::Outcome;
+
+/// What a finished request contributes to the metrics.
+pub(super) fn record(ctx: &RequestCtx, status: u16) -> RequestRecord {
+    let o = &ctx.observer;
+    let proxied = ctx.worker.is_some() && ctx.kind == Kind::Llm && (200..300).contains(&status);
+    let first = o.first_byte.zip(ctx.dispatched_at);
+    let ttft = first
+        .filter(|_| proxied && o.sse)
+        .map(|(f, d)| f.saturating_duration_since(d));
+    let tokens = if proxied {
+        o.output_tokens().unwrap_or(0)
+    } else {
+        0
+    };
+    let tpot = o
+        .first_byte
+        .filter(|_| ttft.is_some() && tokens >= 2)
+        .map(|f| f.elapsed() / (tokens as u32 - 1));
+    RequestRecord {
+        route: Some(ctx.route.label()),
+        status,
+        latency: ctx.start.elapsed(),
+        ttft,
+        tpot,
+        prompt_tokens: if proxied {
+            o.prompt_tokens.unwrap_or(0)
+        } else {
+            0
+        },
+        completion_tokens: tokens,
+        retries: u64::from(ctx.attempts().saturating_sub(1)),
+    }
+}
 
 /// How an attempt went, from the worker's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +95,7 @@ impl Gateway {
             worker.count_served();
         }
 
-        let cfg = self.state.config.load();
-        let breaker = cfg.circuit_breaker.settings();
+        let breaker = ctx.config.circuit_breaker.settings();
         // A slow call is a failure for the breaker: time to the response's first byte (the
         // length of a generation does not count).
         let slow = outcome.ttft.unwrap_or(outcome.latency) > breaker.slow_call_threshold;
@@ -74,7 +108,7 @@ impl Gateway {
         // Released last, so whoever sees the worker's slot free also sees this attempt
         // counted; then a queued request may take the slot.
         drop(guard);
-        self.state.scheduler.kick(&self.state);
+        self.state.scheduler.kick(self.state.fleet());
     }
 }
 

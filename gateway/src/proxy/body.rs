@@ -1,7 +1,8 @@
 //! Reading request bodies within Pingora's limits.
 //!
 //! Pingora 0.9.1 can replay a body it forwards only from its fixed 64 KiB retry buffer; a
-//! body read in `request_filter` beyond that is not forwarded at all (TECH_NOTES §2.5). So:
+//! body read in `request_filter` beyond that is not forwarded at all (seen with
+//! pingora-proxy 0.9.1). So:
 //! - `Content-Length` ≤ 64 KiB (nearly every chat request): read whole with retry buffering
 //!   on; Pingora forwards it from the buffer and can replay it on another worker;
 //! - larger or chunked bodies (≤ `max_body_bytes`): read whole by the gateway, then forwarded

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use super::observe::ResponseObserver;
 use super::request::RequestInfo;
 use super::route::Route;
-use super::translate::Translation;
+use crate::config::Config;
+use crate::edge::Translation;
 use crate::error::{ApiFlavor, GatewayError};
 use crate::routing::RouteHints;
 use crate::state::ActiveGuard;
@@ -29,9 +30,26 @@ pub enum BodyMode {
     Owned(Bytes),
 }
 
+/// What kind of request this is, decided in `request_filter`; the later phases branch on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// Answered by the gateway itself: `/health`, `/metrics`, the model list, and every
+    /// request refused before it reached a worker.
+    #[default]
+    Local,
+    /// Forwarded to the internal admin service (management API, dashboard, sessions).
+    Admin,
+    /// An LLM request admitted for a worker.
+    Llm,
+}
+
 #[derive(Debug)]
 pub struct RequestCtx {
     pub start: Instant,
+    /// The configuration this request sees from start to end (one snapshot, taken when the
+    /// request arrived; a reload meanwhile applies to the next request).
+    pub config: Arc<Config>,
+    pub kind: Kind,
     pub route: Route,
     pub flavor: ApiFlavor,
     pub info: RequestInfo,
@@ -49,13 +67,9 @@ pub struct RequestCtx {
     pub admission: Option<Admission>,
     /// Counts this request among the gateway's in-flight LLM requests.
     pub active: Option<ActiveGuard>,
-    /// The request goes to the internal admin service (not an LLM request).
-    pub to_admin: bool,
     /// The error answered to the client, if the gateway answered one.
     pub error: Option<GatewayError>,
     pub observer: ResponseObserver,
-    /// Answered by the gateway itself (no worker involved).
-    pub local: bool,
     /// Set when the response is rewritten for the client (forces the gateway's own path).
     pub translation: Option<Translation>,
     /// Queue class (`X-Priority` / `priority`; higher first under the `priority` policy).
@@ -65,9 +79,18 @@ pub struct RequestCtx {
 }
 
 impl Default for RequestCtx {
+    /// A context under the default configuration (tests).
     fn default() -> Self {
+        Self::new(Arc::default())
+    }
+}
+
+impl RequestCtx {
+    pub fn new(config: Arc<Config>) -> Self {
         Self {
             start: Instant::now(),
+            config,
+            kind: Kind::Local,
             route: Route::default(),
             flavor: ApiFlavor::OpenAi,
             info: RequestInfo::default(),
@@ -79,21 +102,12 @@ impl Default for RequestCtx {
             dispatched_at: None,
             admission: None,
             active: None,
-            to_admin: false,
             error: None,
             observer: ResponseObserver::default(),
-            local: false,
             translation: None,
             priority: 0,
             slo_ms: None,
         }
-    }
-}
-
-impl RequestCtx {
-    /// Release the current attempt's worker (idempotent).
-    pub fn release(&mut self) {
-        self.guard = None;
     }
 
     /// Attempts made so far.

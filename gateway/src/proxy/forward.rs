@@ -3,7 +3,7 @@
 //! (bounded by `max_body_bytes`), so it is sent with a `Content-Length` and can be replayed
 //! on another worker when an attempt fails before any byte reached the client. The response
 //! streams back chunk by chunk, exactly like the Pingora path — or, for a request with a
-//! [`Translation`](super::translate::Translation), through its translator.
+//! [`Translation`](crate::edge::Translation), through its translator.
 
 use std::time::Duration;
 
@@ -49,25 +49,22 @@ enum AttemptError {
     Final(Option<GatewayError>),
 }
 
-/// Forward `body` with retries; writes the response (or leaves the error in `ctx.error`).
-pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, body: Bytes) {
-    let cfg = gw.state.config.load_full();
+/// Forward `body` with retries. `Ok` once the response was written (or the client left);
+/// `Err` is the error to answer — a JSON error before the response started, an error event
+/// in the stream after.
+pub(super) async fn run(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    body: Bytes,
+) -> Result<(), GatewayError> {
+    let cfg = ctx.config.clone();
     loop {
         if !retry::wait_before(&cfg.retry, ctx).await {
-            ctx.error = Some(GatewayError::UpstreamFailed(format!(
-                "{} attempt(s) failed and the retry time budget is spent",
-                ctx.attempts()
-            )));
-            return;
+            return Err(retry::budget_spent(ctx));
         }
-        let worker = match select::pick_queued(&gw.state, ctx).await {
-            Ok(w) => w,
-            Err(e) => {
-                ctx.error = Some(e);
-                return;
-            }
-        };
-        match attempt(
+        let worker = select::dispatch(&gw.state, ctx).await?;
+        let attempted = attempt(
             gw,
             session,
             ctx,
@@ -75,19 +72,15 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, body
             &worker.spec.authority,
             body.clone(),
         )
-        .await
-        {
-            Ok(()) => return,
-            Err(AttemptError::Final(e)) => {
-                ctx.error = e;
-                return;
-            }
+        .await;
+        match attempted {
+            Ok(()) | Err(AttemptError::Final(None)) => return Ok(()),
+            Err(AttemptError::Final(Some(e))) => return Err(e),
             Err(AttemptError::Retryable(e, verdict)) => {
                 tracing::warn!(worker = %worker.id, error = %e, attempt = ctx.attempts(), "attempt failed");
                 gw.end_attempt(ctx, verdict);
                 if !retry::budget_left(&cfg.retry, ctx) {
-                    ctx.error = Some(e);
-                    return;
+                    return Err(e);
                 }
             }
         }
@@ -102,7 +95,7 @@ async fn attempt(
     authority: &str,
     body: Bytes,
 ) -> Result<(), AttemptError> {
-    let cfg = gw.state.config.load();
+    let cfg = ctx.config.clone();
     let read_timeout = Duration::from_millis(cfg.upstream.read_timeout_ms);
     let req_header = session.req_header();
     let path = match ctx.translation.as_ref().and_then(|t| t.upstream_path) {

@@ -11,11 +11,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::route::Endpoint;
+use crate::edge::check_model;
 use crate::error::GatewayError;
 use crate::routing::rng::hash_bytes;
-
-/// Longest accepted model name.
-pub const MAX_MODEL_LEN: usize = 256;
 
 /// Routing facts of one request.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -136,23 +134,6 @@ pub fn parse(
             prompt.map(|r| r.get()),
         ),
     })
-}
-
-/// A `model` value the gateway can route: not blank, at most [`MAX_MODEL_LEN`] bytes.
-pub fn check_model(m: &str) -> Result<(), GatewayError> {
-    if m.trim().is_empty() {
-        return Err(GatewayError::invalid(
-            "`model` must not be empty",
-            Some("model"),
-        ));
-    }
-    if m.len() > MAX_MODEL_LEN {
-        return Err(GatewayError::invalid(
-            format!("`model` is longer than {MAX_MODEL_LEN} bytes"),
-            Some("model"),
-        ));
-    }
-    Ok(())
 }
 
 fn static_param(endpoint: Endpoint) -> &'static str {

@@ -1,9 +1,12 @@
-//! Writing responses the gateway answers itself (local endpoints and errors).
+//! Writing responses the gateway answers itself (local endpoints and errors), the final
+//! error of a request, and the headers the gateway adds to proxied responses.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use super::ctx::RequestCtx;
+use super::{Gateway, WORKER_HEADER};
 use crate::error::{ApiFlavor, GatewayError};
 
 /// Write a complete response with a body. `close` asks the client to drop the connection
@@ -36,23 +39,6 @@ pub async fn write(
     Ok(())
 }
 
-/// Write a JSON value with status 200-ish.
-pub async fn write_json(
-    session: &mut Session,
-    status: u16,
-    value: &serde_json::Value,
-) -> pingora::Result<()> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    write(
-        session,
-        status,
-        &[("content-type", "application/json".into())],
-        body,
-        false,
-    )
-    .await
-}
-
 /// Write `err` in the client's API shape.
 pub async fn write_error(
     session: &mut Session,
@@ -62,4 +48,46 @@ pub async fn write_error(
 ) -> pingora::Result<()> {
     let (status, headers, body) = err.render(flavor);
     write(session, status, &headers, body, close).await
+}
+
+impl Gateway {
+    /// Headers the gateway adds to every proxied response.
+    pub(super) fn decorate_response(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+        if let Some(w) = &ctx.worker {
+            let _ = resp.insert_header(WORKER_HEADER, w.id_header.clone());
+        }
+        if ctx.observer.sse {
+            // Tell buffering reverse proxies in front of us (nginx) to pass events through.
+            let _ = resp.insert_header("x-accel-buffering", "no");
+            let _ = resp.insert_header("cache-control", "no-cache");
+        }
+    }
+
+    /// The final error: a JSON response, or — when a stream already started — an SSE error
+    /// event that the OpenAI SDKs raise, ending the stream.
+    pub(super) async fn send_error(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        err: &GatewayError,
+    ) {
+        let result = if session.response_written().is_none() {
+            write_error(session, err, ctx.flavor, true).await
+        } else if ctx.translation.is_some() {
+            Ok(()) // the translator already ended the response in the client's API
+        } else if ctx.observer.sse {
+            let (_, _, body) = err.render(ctx.flavor);
+            let mut event = b"data: ".to_vec();
+            event.extend_from_slice(&body);
+            event.extend_from_slice(b"\n\n");
+            session
+                .write_response_body(Some(Bytes::from(event)), true)
+                .await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "could not send the error to the client");
+        }
+    }
 }

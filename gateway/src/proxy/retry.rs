@@ -8,6 +8,7 @@ use pingora::proxy::Session;
 
 use super::ctx::{BodyMode, RequestCtx};
 use crate::config::RetryConfig;
+use crate::error::GatewayError;
 
 /// Worker statuses that are retried on another worker (before any byte reached the client).
 pub const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
@@ -36,6 +37,14 @@ pub fn backoff(cfg: &RetryConfig, attempt: u32, unit_random: f64) -> Duration {
         .saturating_mul(1 << exp)
         .min(cfg.max_backoff_ms) as f64;
     Duration::from_secs_f64(base * (0.5 + 0.5 * unit_random.clamp(0.0, 1.0)) / 1000.0)
+}
+
+/// The error of a request whose retry time budget ran out before its next attempt.
+pub fn budget_spent(ctx: &RequestCtx) -> GatewayError {
+    GatewayError::UpstreamFailed(format!(
+        "{} attempt(s) failed and the retry time budget is spent",
+        ctx.attempts()
+    ))
 }
 
 /// Sleep before the next attempt; `false` when the total-time budget would be exceeded.

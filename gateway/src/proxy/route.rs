@@ -16,19 +16,6 @@ pub enum Endpoint {
     OtherV1,
 }
 
-impl Endpoint {
-    /// Bounded label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "chat",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-            Endpoint::Messages => "messages",
-            Endpoint::OtherV1 => "other",
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Route {
     /// `GET /health`: answered by the gateway.

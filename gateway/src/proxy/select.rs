@@ -3,20 +3,53 @@
 //! that consume something — the worker's rate-limit cell and, for a half-open breaker, a trial
 //! slot. A worker that fails either is passed over for another pick; a worker at its rate
 //! limit is used anyway when no other worker is left (the per-worker limit is soft).
-//! Shared by the Pingora path and the gateway's own forwarding path.
+//!
+//! [`pick`] reads only the snapshots it is handed ([`Choice`]), so it is tested on its own;
+//! [`dispatch`] is the glue for a request: the gateway's queue first, then `pick`, then the
+//! attempt recorded in the request's context. Shared by the Pingora path and the gateway's own
+//! forwarding path.
 
 use std::sync::Arc;
 
 use super::ctx::RequestCtx;
 use crate::error::GatewayError;
+use crate::limits::RateLimits;
+use crate::routing::{Policy, RouteHints};
 use crate::sched::Ask;
 use crate::state::AppState;
+use crate::worker::breaker::{Admission, BreakerSettings};
 use crate::worker::load::LoadGuard;
 use crate::worker::pool::Pool;
 use crate::worker::Worker;
 
-/// [`pick`], after waiting in the gateway's queue when every worker is at its cap.
-pub async fn pick_queued(
+/// The snapshots one pick reads.
+pub(crate) struct Choice<'a> {
+    pub pool: &'a Pool,
+    pub policy: &'a dyn Policy,
+    pub limits: &'a RateLimits,
+    pub breaker: &'a BreakerSettings,
+    /// `scheduler.max_inflight_per_worker` (0 = no cap).
+    pub cap: u32,
+}
+
+/// What one attempt of a request asks for.
+pub(crate) struct Want<'a> {
+    pub model: Option<&'a str>,
+    /// Workers (uids) earlier attempts of this request went to: never picked again.
+    pub tried: &'a [u64],
+    pub hints: &'a RouteHints,
+}
+
+/// The worker of an attempt and how its breaker admitted it.
+#[derive(Debug)]
+pub(crate) struct Picked {
+    pub worker: Arc<Worker>,
+    pub admission: Admission,
+}
+
+/// Wait in the gateway's queue when every worker is at its cap, then [`pick`] a worker for
+/// the next attempt of `ctx`, take its in-flight token and record the attempt in `ctx`.
+pub(crate) async fn dispatch(
     state: &AppState,
     ctx: &mut RequestCtx,
 ) -> Result<Arc<Worker>, GatewayError> {
@@ -24,27 +57,48 @@ pub async fn pick_queued(
         model: ctx.info.model.as_deref(),
         priority: ctx.priority,
         slo_ms: ctx.slo_ms,
-        arrived: ctx.start,
+        arrived: tokio::time::Instant::from_std(ctx.start),
     };
-    let grant = state.scheduler.admit(state, ask).await?;
-    let picked = pick(state, ctx);
-    drop(grant); // the worker's in-flight token now holds the slot
-    picked
+    let admitted = state.scheduler.admit(state.fleet(), ask).await?;
+    if let Some(waited) = admitted.waited {
+        state.metrics.queue.waited(waited);
+    }
+    let pool = state.pool.load();
+    let policy = state.policy.load();
+    let limits = state.limits.load();
+    let breaker = ctx.config.circuit_breaker.settings();
+    let choice = Choice {
+        pool: &pool,
+        policy: policy.as_ref().as_ref(),
+        limits: &limits,
+        breaker: &breaker,
+        cap: ctx.config.scheduler.max_inflight_per_worker,
+    };
+    let want = Want {
+        model: ctx.info.model.as_deref(),
+        tried: &ctx.tried,
+        hints: &ctx.hints,
+    };
+    let picked = pick(&choice, &want);
+    drop(admitted); // the worker's in-flight token (taken below) now holds the slot
+    let Picked { worker, admission } = picked?;
+    state.count_selection(policy.strategy());
+    ctx.tried.push(worker.uid);
+    ctx.admission = Some(admission);
+    ctx.guard = Some(LoadGuard::new(worker.clone()));
+    ctx.worker = Some(worker.clone());
+    ctx.dispatched_at = Some(std::time::Instant::now());
+    Ok(worker)
 }
 
-/// Pick a worker for the next attempt of `ctx`, take its in-flight token and record it.
-pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, GatewayError> {
-    let pool = state.pool.load();
-    let cfg = state.config.load();
-    let breaker = cfg.circuit_breaker.settings();
-    let limits = state.limits.load();
-    let policy = state.policy.load();
-    let model = ctx.info.model.as_deref();
-    let mut excluded = ctx.tried.clone();
+/// Pick a worker for one attempt from the snapshots in `c`.
+pub(crate) fn pick(c: &Choice<'_>, want: &Want<'_>) -> Result<Picked, GatewayError> {
+    let pool = c.pool;
+    let mut excluded = want.tried.to_vec();
     let mut over_limit: Option<Arc<Worker>> = None;
-    let cap = cfg.scheduler.max_inflight_per_worker;
+    let cap = c.cap;
     loop {
-        let mut candidates = pool.eligible(model, &excluded, &breaker);
+        let mut candidates = pool.eligible(want.model, &excluded, c.breaker);
         // Workers at the concurrency cap are passed over while others have room (the queue in
         // front of this admits only as many requests as there are free slots).
         if cap > 0
@@ -58,51 +112,38 @@ pub fn pick(state: &AppState, ctx: &mut RequestCtx) -> Result<Arc<Worker>, Gatew
             // Everyone left is at its rate limit: the limit is soft, take the last one.
             match over_limit.take() {
                 Some(w) => w,
-                None => return Err(no_worker(&pool, model, ctx)),
+                None => return Err(no_worker(pool, want)),
             }
         } else {
-            let preferred = ctx.hints.prefer.and_then(|uid| {
+            let preferred = want.hints.prefer.and_then(|uid| {
                 candidates
                     .iter()
                     .copied()
                     .find(|&i| pool.workers[i].uid == uid)
             });
-            let index = preferred.unwrap_or_else(|| policy.select(&pool, &candidates, &ctx.hints));
+            let index = preferred.unwrap_or_else(|| c.policy.select(pool, &candidates, want.hints));
             let chosen = pool.workers[index].clone();
-            if !limits.worker_admits(chosen.uid) {
+            if !c.limits.worker_admits(chosen.uid) {
                 excluded.push(chosen.uid);
                 over_limit = Some(chosen);
                 continue;
             }
             chosen
         };
-        let Some(admission) = worker.breaker.try_acquire(&breaker) else {
+        let Some(admission) = worker.breaker.try_acquire(c.breaker) else {
             excluded.push(worker.uid); // lost a half-open trial slot to a concurrent request
             continue;
         };
-        worker.count_selection(policy.strategy());
-        state.count_selection(policy.strategy());
+        worker.count_selection(c.policy.strategy());
         if tracing::enabled!(tracing::Level::DEBUG) {
-            log_decision(&pool, &candidates, &worker, policy.name(), model, ctx);
+            log_decision(pool, &candidates, &worker, c.policy.name(), want);
         }
-        ctx.tried.push(worker.uid);
-        ctx.admission = Some(admission);
-        ctx.guard = Some(LoadGuard::new(worker.clone()));
-        ctx.worker = Some(worker.clone());
-        ctx.dispatched_at = Some(std::time::Instant::now());
-        return Ok(worker);
+        return Ok(Picked { worker, admission });
     }
 }
 
 /// The routing decision at debug level: every candidate with its load, and the choice.
-fn log_decision(
-    pool: &Pool,
-    candidates: &[usize],
-    chosen: &Worker,
-    policy: &str,
-    model: Option<&str>,
-    ctx: &RequestCtx,
-) {
+fn log_decision(pool: &Pool, candidates: &[usize], chosen: &Worker, policy: &str, want: &Want) {
     let loads: Vec<String> = candidates
         .iter()
         .map(|&i| {
@@ -116,20 +157,20 @@ fn log_decision(
         .collect();
     tracing::debug!(
         policy,
-        model = model.unwrap_or("-"),
+        model = want.model.unwrap_or("-"),
         candidates = %loads.join(" "),
         chosen = %chosen.id,
-        attempt = ctx.tried.len() + 1,
+        attempt = want.tried.len() + 1,
         "routed"
     );
 }
 
-fn no_worker(pool: &Pool, model: Option<&str>, ctx: &RequestCtx) -> GatewayError {
-    match model {
+fn no_worker(pool: &Pool, want: &Want) -> GatewayError {
+    match want.model {
         Some(m) if !pool.serves(m) => GatewayError::ModelNotFound(m.to_string()),
-        _ if !ctx.tried.is_empty() => GatewayError::UpstreamFailed(format!(
+        _ if !want.tried.is_empty() => GatewayError::UpstreamFailed(format!(
             "all {} attempted worker(s) failed and no other worker is available",
-            ctx.tried.len()
+            want.tried.len()
         )),
         Some(m) => {
             GatewayError::NoWorker(format!("no worker serving `{m}` is available right now"))
@@ -137,3 +178,7 @@ fn no_worker(pool: &Pool, model: Option<&str>, ctx: &RequestCtx) -> GatewayError
         None => GatewayError::NoWorker("no worker is available right now".into()),
     }
 }
+
+#[cfg(test)]
+#[path = "select_tests.rs"]
+mod tests;

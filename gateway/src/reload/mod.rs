@@ -14,13 +14,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
 use crate::config::sources::{self, Overrides};
 use crate::config::{Config, ConfigError};
+use crate::control::Engines;
 use crate::limits::RateLimits;
+use crate::routing::{self, Policy};
 use crate::state::AppState;
+use crate::worker::pool::PoolHandle;
 
 /// Where the running config came from, so the file can be re-read with the same overrides.
 #[derive(Clone, Debug, Default)]
@@ -66,13 +70,52 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The parts of the live state a configuration change swaps.
+pub(crate) struct Targets<'a> {
+    pub config: &'a ArcSwap<Config>,
+    pub policy: &'a ArcSwap<Box<dyn Policy>>,
+    pub limits: &'a ArcSwap<RateLimits>,
+    pub auth: &'a ArcSwap<Auth>,
+    pub pool: &'a PoolHandle,
+    /// Launched engines stay in the pool when the configured worker list changes.
+    pub engines: &'a Engines,
+}
+
+impl<'a> Targets<'a> {
+    fn of(state: &'a AppState) -> Self {
+        Self {
+            config: &state.config,
+            policy: &state.policy,
+            limits: &state.limits,
+            auth: &state.auth,
+            pool: &state.pool,
+            engines: &state.engines,
+        }
+    }
+}
+
+/// What a change did.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Applied {
+    /// Changed settings that only take effect after a restart.
+    pub restart: Vec<String>,
+    /// The sections that changed (`routing`, `workers`, …).
+    pub changed: Vec<&'static str>,
+}
+
 /// Validate `new` and make it the live config; `origin` is `file` or `api`. On error nothing
 /// changes and the error is recorded.
 pub fn apply(state: &AppState, new: Config, origin: &str) -> Result<(), ConfigError> {
     let mut status = state.reload.lock(); // one change at a time
-    let result = swap_in(state, new);
+    let result = swap_in(&Targets::of(state), new);
+    if result
+        .as_ref()
+        .is_ok_and(|a| a.changed.contains(&"workers"))
+    {
+        state.publish_routable();
+    }
     match &result {
-        Ok(restart) => {
+        Ok(Applied { restart, .. }) => {
             status.reloads += 1;
             status.last_reload_at = Some(unix_now());
             status.last_error = None;
@@ -116,10 +159,10 @@ pub fn reload_file(state: &AppState) -> Result<(), ConfigError> {
     }
 }
 
-/// The swap itself; returns the settings that need a restart.
-fn swap_in(state: &AppState, mut new: Config) -> Result<Vec<String>, ConfigError> {
+/// The swap itself: everything is checked before anything changes.
+pub(crate) fn swap_in(live: &Targets<'_>, mut new: Config) -> Result<Applied, ConfigError> {
     new.validate()?;
-    let old = state.config.load_full();
+    let old = live.config.load_full();
     let specs = if new.workers != old.workers {
         Some(new.worker_specs()?)
     } else {
@@ -139,17 +182,16 @@ fn swap_in(state: &AppState, mut new: Config) -> Result<Vec<String>, ConfigError
     }
     let mut changed = Vec::new();
     if new.routing != old.routing {
-        state.set_policy(&new.routing);
+        live.policy.store(Arc::new(routing::build(&new.routing)));
         changed.push("routing");
     }
     if new.rate_limit != old.rate_limit {
-        state
-            .limits
+        live.limits
             .store(Arc::new(RateLimits::new(&new.rate_limit)));
         changed.push("rate_limit");
     }
     if new.auth != old.auth {
-        state.auth.store(Arc::new(Auth::new(&new.auth)));
+        live.auth.store(Arc::new(Auth::new(&new.auth)));
         changed.push("auth");
     }
     for (name, differs) in [
@@ -166,18 +208,21 @@ fn swap_in(state: &AppState, mut new: Config) -> Result<Vec<String>, ConfigError
             changed.push(name);
         }
     }
-    state.config.store(Arc::new(new));
+    live.config.store(Arc::new(new));
     if let Some(specs) = specs {
         // Launched engines are not in the config's list: keep them.
-        let (added, removed) = state.engines.replace_pool(&state.pool, specs);
+        let (added, removed) = live.engines.replace_pool(live.pool, specs);
         tracing::info!(
             added = added.len(),
             removed = removed.len(),
             "worker list changed"
         );
         changed.push("workers");
-        state.publish_routable();
     }
-    tracing::info!(changed = %changed.join(","), strategy = state.policy.load().name(), "configuration applied");
-    Ok(restart)
+    tracing::info!(changed = %changed.join(","), strategy = live.policy.load().name(), "configuration applied");
+    Ok(Applied { restart, changed })
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -182,7 +182,7 @@ mod tests {
 
         // Keys of per-key TTL objectives are secrets too.
         let mut c = Config::default();
-        c.scheduler.slo = vec![crate::sched::config::KeySlo {
+        c.scheduler.slo = vec![crate::config::KeySlo {
             api_key: "sk-slo-secret".into(),
             ttft_ms: 500,
         }];

@@ -31,7 +31,10 @@ use crate::worker::pool::Pool;
 use crate::worker::stats::Outcome;
 use crate::worker::Worker;
 
-/// The config tags of the seven policies.
+/// The number of strategies: the size of every per-strategy counter array.
+pub const STRATEGIES: usize = Strategy::ALL.len();
+
+/// The config tags of the policies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -45,7 +48,8 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 7] = [
+    /// Every strategy, in declaration order.
+    pub const ALL: &'static [Strategy] = &[
         Strategy::RoundRobin,
         Strategy::WeightedRoundRobin,
         Strategy::LeastQueue,
@@ -84,7 +88,8 @@ impl FromStr for Strategy {
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         Strategy::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Strategy::ALL.iter().map(|k| k.as_str()).collect();
@@ -204,7 +209,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip_and_factory_names_match() {
-        for (i, s) in Strategy::ALL.into_iter().enumerate() {
+        for (i, &s) in Strategy::ALL.iter().enumerate() {
             assert_eq!(s.index(), i);
             assert_eq!(s.as_str().parse::<Strategy>().unwrap(), s);
             let cfg = RoutingConfig {

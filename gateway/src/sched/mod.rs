@@ -13,28 +13,53 @@
 //! Waiters also re-check every [`RECHECK`] (a worker that became healthy adds capacity) and
 //! give up at their deadline. With no cap (the default) nothing ever waits and `admit` is a
 //! config read.
+//!
+//! The scheduler reads only the live pool and the live config ([`Fleet`]), never the whole
+//! gateway state; its clock is tokio's, so the tests below run on paused time.
 
-pub mod config;
-pub mod order;
+mod capacity;
+mod order;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-pub use config::{QueuePolicy, SchedulerConfig};
+use crate::config::SchedulerConfig;
+use capacity::Capacity;
+pub use capacity::Grant;
 use order::Key;
 
+use crate::config::Config;
 use crate::error::GatewayError;
-use crate::state::AppState;
-use crate::worker::pool::Pool;
+use crate::worker::pool::PoolHandle;
 
 /// How often a waiting request looks again for capacity nobody announced.
 pub const RECHECK: Duration = Duration::from_millis(250);
+
+/// What the scheduler reads: the live pool and the live configuration (a reload that switches
+/// the cap off lets every waiting request go).
+#[derive(Clone, Copy)]
+pub struct Fleet<'a> {
+    pub pool: &'a PoolHandle,
+    pub config: &'a ArcSwap<Config>,
+}
+
+/// What a request got from [`Scheduler::admit`].
+#[derive(Debug)]
+pub struct Admitted {
+    /// The worker slot held for the request (`None`: no cap, nothing is held); drop it once
+    /// the request holds its worker's in-flight token.
+    pub grant: Option<Grant>,
+    /// How long the request waited in the queue, when it did.
+    pub waited: Option<Duration>,
+}
 
 /// What one request asks of the queue.
 #[derive(Clone, Copy, Debug)]
@@ -77,24 +102,6 @@ struct Inner {
     waiters: Vec<Waiter>,
 }
 
-/// A worker slot handed to one request; drop it once the request holds its worker's
-/// in-flight token (or gave up).
-#[derive(Debug)]
-pub struct Grant(Arc<AtomicUsize>);
-
-impl Grant {
-    fn new(outstanding: &Arc<AtomicUsize>) -> Self {
-        outstanding.fetch_add(1, Relaxed);
-        Grant(outstanding.clone())
-    }
-}
-
-impl Drop for Grant {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
-
 /// `GET /api/status` → `queue`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueStatus {
@@ -127,53 +134,6 @@ impl std::fmt::Debug for Scheduler {
         f.debug_struct("Scheduler")
             .field("depth", &self.depth())
             .finish_non_exhaustive()
-    }
-}
-
-/// Free slots and expected TTFT per model, from one pool snapshot (one dispatch pass).
-struct Capacity<'a> {
-    pool: &'a Pool,
-    breaker: crate::worker::breaker::BreakerSettings,
-    cap: usize,
-    free: HashMap<Option<String>, usize>,
-}
-
-impl<'a> Capacity<'a> {
-    fn new(state: &AppState, pool: &'a Pool, cap: usize) -> Self {
-        Self {
-            pool,
-            breaker: state.config.load().circuit_breaker.settings(),
-            cap,
-            free: HashMap::new(),
-        }
-    }
-
-    /// Free slots of the workers that could serve `model` now.
-    fn free(&mut self, model: Option<&str>) -> &mut usize {
-        let (pool, breaker, cap) = (self.pool, &self.breaker, self.cap);
-        self.free
-            .entry(model.map(str::to_string))
-            .or_insert_with(|| {
-                pool.eligible(model, &[], breaker)
-                    .iter()
-                    .map(|&i| cap.saturating_sub(pool.workers[i].load.inflight() as usize))
-                    .sum()
-            })
-    }
-
-    /// The lowest EWMA time to first token among those workers (0 when unknown).
-    fn expected_ttft(&self, model: Option<&str>) -> Duration {
-        let ms = self
-            .pool
-            .eligible(model, &[], &self.breaker)
-            .iter()
-            .filter_map(|&i| self.pool.workers[i].stats.view().ttft_ms)
-            .fold(f64::INFINITY, f64::min);
-        if ms.is_finite() {
-            Duration::from_secs_f64(ms.max(0.0) / 1000.0)
-        } else {
-            Duration::ZERO
-        }
     }
 }
 
@@ -213,20 +173,18 @@ impl Scheduler {
         self.refused[why as usize].fetch_add(1, Relaxed);
     }
 
-    /// Wait for a worker slot. `Some(grant)`: keep it until the worker is picked; `None`: no
-    /// cap, go ahead. `Err`: refused (queue full, waited too long, deadline out of reach).
-    pub async fn admit(
-        &self,
-        state: &AppState,
-        ask: Ask<'_>,
-    ) -> Result<Option<Grant>, GatewayError> {
-        let config = state.config.load();
+    /// Wait for a worker slot. `grant: None`: no cap, go ahead. `Err`: refused (queue full,
+    /// waited too long, deadline out of reach).
+    pub async fn admit(&self, fleet: Fleet<'_>, ask: Ask<'_>) -> Result<Admitted, GatewayError> {
+        let config = fleet.config.load();
         if config.scheduler.max_inflight_per_worker == 0 {
-            return Ok(None); // the common case: no cap, no queue, nothing cloned
+            // The common case: no cap, no queue, nothing cloned.
+            return Ok(Admitted {
+                grant: None,
+                waited: None,
+            });
         }
         let cfg = config.scheduler.clone();
-        drop(config);
-        let cap = cfg.max_inflight_per_worker as usize;
         let key = Key {
             seq: self.seq.fetch_add(1, Relaxed),
             priority: ask.priority,
@@ -234,11 +192,14 @@ impl Scheduler {
             since: ask.arrived,
         };
         let rx = {
-            let pool = state.pool.load();
-            let mut capacity = Capacity::new(state, &pool, cap);
+            let pool = fleet.pool.load();
+            let mut capacity = Capacity::new(&pool, &config);
             let mut inner = self.inner.lock();
             if inner.waiters.is_empty() && *capacity.free(ask.model) > self.outstanding() {
-                return Ok(Some(Grant::new(&self.outstanding)));
+                return Ok(Admitted {
+                    grant: Some(Grant::new(&self.outstanding)),
+                    waited: None,
+                });
             }
             if inner.waiters.len() >= cfg.max_queue {
                 self.refuse(Refusal::Full);
@@ -254,17 +215,18 @@ impl Scheduler {
             self.dispatch(&mut inner, &mut capacity, &cfg);
             rx
         };
+        drop(config);
         let queued_at = Instant::now();
-        let granted = self.wait(state, rx, key, ask, &cfg).await;
-        if granted.is_ok() {
-            state.metrics.queue.waited(queued_at.elapsed());
-        }
-        granted
+        let grant = self.wait(fleet, rx, key, ask, &cfg).await?;
+        Ok(Admitted {
+            grant,
+            waited: Some(queued_at.elapsed()),
+        })
     }
 
     async fn wait(
         &self,
-        state: &AppState,
+        fleet: Fleet<'_>,
         mut rx: oneshot::Receiver<Result<Grant, GatewayError>>,
         key: Key,
         ask: Ask<'_>,
@@ -274,8 +236,8 @@ impl Scheduler {
         loop {
             let now = Instant::now();
             let expected = {
-                let pool = state.pool.load();
-                Capacity::new(state, &pool, 0).expected_ttft(ask.model)
+                let pool = fleet.pool.load();
+                Capacity::new(&pool, &fleet.config.load()).expected_ttft(ask.model)
             };
             // Hopeless once even an immediate dispatch would answer after the deadline.
             let hopeless_at = key.deadline.map(|d| d.checked_sub(expected).unwrap_or(now));
@@ -290,7 +252,7 @@ impl Scheduler {
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(GatewayError::Internal("the scheduler dropped a request".into())),
                 },
-                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = tokio::time::sleep_until(until) => {}
             }
             let now = Instant::now();
             let why = if hopeless_at.is_some_and(|h| now >= h) {
@@ -313,10 +275,10 @@ impl Scheduler {
                     return Err(refusal_error(why, cfg, ask.slo_ms));
                 }
                 None => {
-                    let pool = state.pool.load();
-                    let mut capacity =
-                        Capacity::new(state, &pool, cfg.max_inflight_per_worker as usize);
-                    self.dispatch(&mut inner, &mut capacity, cfg);
+                    let pool = fleet.pool.load();
+                    let config = fleet.config.load();
+                    let mut capacity = Capacity::new(&pool, &config);
+                    self.dispatch(&mut inner, &mut capacity, &config.scheduler);
                 }
             }
         }
@@ -327,15 +289,15 @@ impl Scheduler {
     }
 
     /// A worker slot was released: grant it to the best waiting request.
-    pub fn kick(&self, state: &AppState) {
+    pub fn kick(&self, fleet: Fleet<'_>) {
         if self.depth() == 0 {
             return;
         }
-        let cfg = state.config.load().scheduler.clone();
-        let pool = state.pool.load();
-        let mut capacity = Capacity::new(state, &pool, cfg.max_inflight_per_worker as usize);
+        let config = fleet.config.load();
+        let pool = fleet.pool.load();
+        let mut capacity = Capacity::new(&pool, &config);
         let mut inner = self.inner.lock();
-        self.dispatch(&mut inner, &mut capacity, &cfg);
+        self.dispatch(&mut inner, &mut capacity, &config.scheduler);
     }
 
     /// Grant free slots to waiting requests in queue order. A request whose model has no
@@ -417,3 +379,7 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -2,9 +2,9 @@
 //! free worker slot.
 
 use std::cmp::Ordering;
-use std::time::Instant;
+use tokio::time::Instant;
 
-use super::config::QueuePolicy;
+use crate::config::QueuePolicy;
 
 /// What the order looks at in a waiting request.
 #[derive(Clone, Copy, Debug)]
