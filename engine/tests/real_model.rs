@@ -543,14 +543,19 @@ async fn the_gateway_fronts_the_engine() {
     tokio::time::timeout(Duration::from_secs(30), gw.state.wait_routable(1))
         .await
         .unwrap();
-    let info = gw.state.pool.load().workers[0].info(0, &Default::default());
-    assert_eq!(
-        info.kind,
-        sagellm_gateway::worker::WorkerKind::SagellmEngine
-    );
+    let url = gw.url();
+    let workers: Vec<sagellm_gateway::views::WorkerInfo> = client()
+        .get(format!("{url}/api/workers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info = &workers[0];
+    assert_eq!(info.kind, sagellm_gateway::views::WorkerKind::SagellmEngine);
     assert_eq!(info.models, vec!["smollm2"]);
 
-    let url = gw.url();
     let v: Value = client()
         .post(format!("{url}/v1/chat/completions"))
         .json(&chat("Say hello.", 8))

@@ -4,58 +4,73 @@
 //! llama.cpp, the bundled `sagellm-engine`), built on Cloudflare's Pingora.
 //!
 //! ## Where to start reading
-//! - [`proxy`]: one request through Pingora's phases (read/validate, pick a worker, stream the
-//!   response back, retry on another worker, account). Start at [`proxy::Gateway`].
-//! - [`routing`]: the seven policies behind [`routing::Policy`], one file each.
-//! - [`worker`]: what the gateway knows about each worker (load, stats, lifecycle) and the
-//!   atomically swapped [`worker::pool::Pool`].
-//! - [`probe`]: health checks, model discovery and `/metrics` scrapes.
-//! - Protection: [`worker::breaker`] (circuit breakers), [`proxy::retry`] (failover),
-//!   [`limits`] (token buckets), [`auth`] (API keys).
-//! - [`anthropic`]: Anthropic's Messages API (`/v1/messages`) translated to and from the
-//!   workers' OpenAI chat completions.
-//! - [`admin`]: the management API, served on the public port through an internal service.
-//! - [`control`]: the control plane: `sagellm-engine` processes started, supervised and stopped
-//!   through `/v1/management/*`.
-//! - [`dashboard`]: the web dashboard at `/` and its WebSocket feed `/ws`.
-//! - [`session`]: multi-turn sessions kept by the gateway (`/sessions`, `X-Session-ID`).
-//! - [`sched`]: the gateway-side queue (FIFO, priority, SLO) for requests that find every
-//!   worker at its concurrency cap.
-//! - [`config`]: the configuration struct, its defaults and sources; [`reload`] applies
-//!   changes live (watched file, `PUT /api/config`).
-//! - [`metrics`]: the Prometheus series of `GET /metrics`.
-//! - [`cli`]: the `sagellm` operator command line (a client of the management API).
-//! - [`server`]: assembling and running the Pingora server ([`server::spawn`] for tests).
-//! - [`bench`]: `sagellm bench`, a load generator for any OpenAI-compatible endpoint.
+//! - `proxy`: one request through Pingora's phases. Start at its phase chart (`proxy/mod.rs`),
+//!   then `proxy/decide.rs` (answered here, sent to the admin service, or admitted) and the
+//!   admission pipeline (`proxy/admit.rs`), whose stages run in this order:
+//!   open → authorize (`auth`) → reserve → read body → translate (`anthropic`) → parse →
+//!   queue class → limits (`limits`) → model → rewrite (`session`); any refusal is answered in
+//!   one place. Then `proxy/select.rs` (the gateway's queue `sched`, then the worker pick),
+//!   `proxy/forward.rs` (the gateway's own forwarding path) and `proxy/account.rs` (ending an
+//!   attempt: stats, breaker, metrics).
+//! - `routing`: the policies behind `routing::Policy`, one file each, one factory.
+//! - `worker`: what the gateway knows about each worker (load, stats, lifecycle, breaker) and
+//!   the atomically swapped `worker::pool::Pool`; `probe` keeps it fresh (health checks, model
+//!   discovery, `/metrics` scrapes).
+//! - `edge`: pieces every edge shares (the response-translator contract, `model` checks, JSON
+//!   replies of the axum services); [`views`]: the JSON pictures of the fleet that the API, the
+//!   CLI and the dashboard show.
+//! - Edges on axum (served through the public port by an internal service): `admin` (the
+//!   management API), `control` (engines started through `/v1/management/*`), `session`
+//!   (`/sessions`), `dashboard` (`/` and `/ws`).
+//! - [`config`]: one file per section, each with its defaults and validation; `reload` applies
+//!   changes live (watched file, `PUT /api/config`); `metrics`: the series of `GET /metrics`.
+//! - [`server`]: assembling and running the Pingora server ([`server::spawn`] for tests);
+//!   [`cli`]: the `sagellm` command line; [`bench`]: `sagellm bench`.
+//!
+//! ## Where the state lives
+//! `state::AppState` holds the live parts, each swapped atomically and read with one `load()`:
+//! the config (`ArcSwap<Config>`), the pool (`PoolHandle`), the routing policy, the rate limits
+//! and the keys; beside them the gateway's queue (`sched::Scheduler`), sessions, launched
+//! engines, metrics and the dashboard feed. The axum edges take `AppState`; the core takes
+//! only the snapshots it reads: one request sees one config snapshot (`proxy`'s context), the
+//! worker pick gets the pool, policy, limits and breaker settings, the queue gets the pool and
+//! the config, a reload gets the parts it swaps.
 //!
 //! ## Using it
 //! ```text
 //! LLM_WORKER_URLS=http://10.0.0.1:8000,http://10.0.0.2:8000 sagellm-gateway
 //! curl localhost:9000/v1/chat/completions -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 //! ```
+//!
+//! ## The library's surface
+//! The binaries and the tests use [`server`] (run a gateway), [`config`] (build its
+//! configuration), [`views`] (read its API's answers), [`cli`] and [`bench`]. Everything else
+//! is internal.
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod anthropic;
-pub mod auth;
+mod admin;
+mod anthropic;
+mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod control;
-pub mod dashboard;
-pub mod error;
-pub mod housekeeping;
-pub mod http_client;
-pub mod limits;
-pub mod metrics;
-pub mod probe;
-pub mod proxy;
-pub mod reload;
-pub mod routing;
-pub mod sched;
+mod control;
+mod dashboard;
+mod edge;
+mod error;
+mod housekeeping;
+mod http_client;
+mod limits;
+mod metrics;
+mod probe;
+mod proxy;
+mod reload;
+mod routing;
+mod sched;
 pub mod server;
-pub mod session;
-pub mod sse;
-pub mod state;
-pub mod worker;
+mod session;
+mod sse;
+mod state;
+pub mod views;
+mod worker;

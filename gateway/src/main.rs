@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use sagellm_gateway::config::sources::{self, Overrides};
-use sagellm_gateway::reload::ConfigSource;
+use sagellm_gateway::config::ConfigSource;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -15,7 +15,7 @@ use crate::http_client::{self, HttpClient};
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::reload::ReloadStatus;
-use crate::routing::{self, Policy, Strategy};
+use crate::routing::{self, Policy, Strategy, STRATEGIES};
 use crate::worker::pool::PoolHandle;
 use crate::worker::spec::WorkerSpec;
 
@@ -39,7 +39,7 @@ pub struct AppState {
     draining: AtomicBool,
     pub metrics: Metrics,
     /// Routing choices per strategy (index of `Strategy::ALL`), kept across worker removals.
-    selections: [AtomicU64; 7],
+    selections: [AtomicU64; STRATEGIES],
     /// Where the config came from and how the last reload went.
     pub reload: parking_lot::Mutex<ReloadStatus>,
     /// The dashboard's per-second samples and its WebSocket subscribers.
@@ -98,6 +98,14 @@ impl AppState {
             scheduler: Default::default(),
             engines: Default::default(),
         })
+    }
+
+    /// What the gateway's queue reads: the live pool and config.
+    pub fn fleet(&self) -> crate::sched::Fleet<'_> {
+        crate::sched::Fleet {
+            pool: &self.pool,
+            config: &self.config,
+        }
     }
 
     /// Count one LLM request in flight, unless `max` (0 = unlimited) are already.
@@ -161,7 +169,7 @@ impl AppState {
     }
 
     /// Routing choices per strategy since start, in `Strategy::ALL` order.
-    pub fn selections(&self) -> [u64; 7] {
+    pub fn selections(&self) -> [u64; STRATEGIES] {
         std::array::from_fn(|i| self.selections[i].load(Relaxed))
     }
 

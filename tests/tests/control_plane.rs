@@ -7,14 +7,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-use common::{chat_body, eventually, expect_error, workspace_bin, Fleet};
+use common::{
+    chat_body, eventually, expect_error, ok_stdout, post, sagellm, send, stderr, workspace_bin,
+    Fleet,
+};
 use futures_util::StreamExt;
-use sagellm_gateway::control::types::{Backend, ControlStatus, EngineInfo, GpuReport};
-use sagellm_gateway::worker::state::Lifecycle;
-use sagellm_gateway::worker::WorkerInfo;
+use reqwest::Method;
+use sagellm_gateway::config::Config;
+use sagellm_gateway::views::{
+    Backend, ControlStatus, EngineInfo, GpuReport, Lifecycle, WorkerInfo,
+};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-secret-key";
@@ -33,29 +37,13 @@ fn model_path() -> PathBuf {
 }
 
 /// A gateway without workers, with an admin key; engines found beside the test binary.
-async fn gateway(tweak: impl FnOnce(&mut sagellm_gateway::config::Config)) -> Fleet {
+async fn gateway(tweak: impl FnOnce(&mut Config)) -> Fleet {
     Fleet::start(vec![], |c| {
         c.auth.admin_key = Some(ADMIN.into());
         c.control.stop_grace_seconds = 5;
         tweak(c);
     })
     .await
-}
-
-async fn post(
-    fleet: &Fleet,
-    path: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut req = fleet.http.post(fleet.url(path));
-    if let Some(k) = key {
-        req = req.bearer_auth(k);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    req.send().await.expect("request sent")
 }
 
 async fn engine(fleet: &Fleet, id: &str) -> EngineInfo {
@@ -104,47 +92,58 @@ async fn chat_ok(fleet: &Fleet) {
     );
 }
 
-fn sagellm(fleet: &Fleet, args: &[&str]) -> Output {
-    std::process::Command::new(workspace_bin("sagellm"))
-        .arg("--url")
-        .arg(fleet.gw.url())
-        .args(args)
-        .env_remove("SAGELLM_ADMIN_KEY")
-        .output()
-        .expect("sagellm runs")
+/// `PUT /api/config` with the admin key.
+async fn put_config(fleet: &Fleet, patch: Value) -> reqwest::Response {
+    send(fleet, Method::PUT, "/api/config", Some(ADMIN), Some(patch)).await
 }
 
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "sagellm failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+// --- One engine's life, step by step (each step starts where the previous one left it) ------
+
+/// The first engine of the lifecycle test as the steps know it.
+struct Started {
+    /// The id of the start answer (`engine-1`).
+    id: String,
+    /// The pid of its first process.
+    pid: u32,
+    /// Its view once READY.
+    ready: EngineInfo,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_from_start_to_stop() {
     let model = model_path();
-    let engine_bin = workspace_bin("sagellm-engine");
     let fleet = gateway(|_| {}).await;
-    let start_body = json!({"model": model});
+    step_the_gateway_finds_the_engine_binary(&fleet).await;
+    step_writes_need_the_admin_key(&fleet, &model).await;
+    let started = step_starts_the_engine(&fleet, &model).await;
+    step_it_serves_like_any_worker(&fleet, &started).await;
+    step_a_config_reload_keeps_the_engine(&fleet, &started).await;
+    step_killed_from_outside_it_is_error_and_gets_no_traffic(&fleet, &started).await;
+    let pid2 = step_restarts_on_the_same_port(&fleet, &started).await;
+    step_stop_drains_the_stream_in_flight(&fleet, &started, pid2).await;
+    step_a_stopped_engine_stays_listed(&fleet, &started).await;
+    step_the_cli_starts_lists_and_stops_a_second_engine(&fleet, &model).await;
+    step_the_cli_restarts_it_and_it_stops_with_the_gateway(fleet).await;
+}
 
-    // The gateway finds the engine beside the test binary's folder (target/release/).
+/// The gateway finds the engine beside the test binary's folder (target/release/).
+async fn step_the_gateway_finds_the_engine_binary(fleet: &Fleet) {
+    let engine_bin = workspace_bin("sagellm-engine");
     let s: ControlStatus = fleet.get_json("/v1/management/status").await;
     assert_eq!(
         s.engine_binary.map(|p| p.canonicalize().unwrap()),
         Some(engine_bin.canonicalize().unwrap())
     );
     assert_eq!(s.engines.total, 0);
+}
 
-    // Writes need the admin key.
+/// Writes need the admin key.
+async fn step_writes_need_the_admin_key(fleet: &Fleet, model: &Path) {
     let resp = post(
-        &fleet,
+        fleet,
         "/v1/management/engines/start",
         None,
-        Some(start_body.clone()),
+        Some(json!({"model": model})),
     )
     .await;
     expect_error(resp, 401).await;
@@ -152,13 +151,15 @@ async fn an_engine_from_start_to_stop() {
         .get_json::<Vec<EngineInfo>>("/v1/management/engines")
         .await
         .is_empty());
+}
 
-    // Start: STARTING (the model loads after the engine listens), then READY.
+/// Start: STARTING (the model loads after the engine listens), then READY.
+async fn step_starts_the_engine(fleet: &Fleet, model: &Path) -> Started {
     let resp = post(
-        &fleet,
+        fleet,
         "/v1/management/engines/start",
         Some(ADMIN),
-        Some(start_body),
+        Some(json!({"model": model})),
     )
     .await;
     assert_eq!(resp.status(), 202);
@@ -173,18 +174,22 @@ async fn an_engine_from_start_to_stop() {
     let pid = e.pid.expect("a pid");
     assert!(alive(pid));
     let id = e.id.clone();
-    let e = wait_for(&fleet, &id, Lifecycle::Ready, 120).await;
-    assert!(e.uptime_seconds.unwrap() > 0.0);
+    let ready = wait_for(fleet, &id, Lifecycle::Ready, 120).await;
+    assert!(ready.uptime_seconds.unwrap() > 0.0);
+    Started { id, pid, ready }
+}
 
-    // It serves through the gateway like any worker.
-    chat_ok(&fleet).await;
+/// It serves through the gateway like any worker.
+async fn step_it_serves_like_any_worker(fleet: &Fleet, started: &Started) {
+    let Started { pid, ready: e, .. } = started;
+    chat_ok(fleet).await;
     let workers: Vec<WorkerInfo> = fleet.get_json("/api/workers").await;
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].id, e.worker_id);
     assert_eq!(workers[0].kind.as_str(), "sagellm-engine");
     let list: Vec<EngineInfo> = fleet.get_json("/v1/management/engines").await;
     assert_eq!(list.len(), 1);
-    assert_eq!((list[0].pid, list[0].port), (Some(pid), e.port));
+    assert_eq!((list[0].pid, list[0].port), (Some(*pid), e.port));
     assert!(list[0].uptime_seconds.is_some_and(|u| u > 0.0));
     assert!(
         list[0].log_tail.iter().any(|l| l.contains("listening on")),
@@ -200,42 +205,41 @@ async fn an_engine_from_start_to_stop() {
     assert_eq!((s.engines.total, s.engines.ready), (1, 1));
     assert_eq!((s.workers_total, s.workers_healthy), (1, 1));
     assert_eq!(s.models, vec![MODEL.to_string()]);
+}
 
-    // A config reload that rebuilds the worker list keeps the engine (and its worker).
+/// A config reload that rebuilds the worker list keeps the engine (and its worker).
+async fn step_a_config_reload_keeps_the_engine(fleet: &Fleet, started: &Started) {
+    let e = &started.ready;
     let sim = sagellm_sim::spawn(common::sim("sim-a", "other"))
         .await
         .unwrap();
-    let put = |workers: Value| {
-        fleet
-            .http
-            .put(fleet.url("/api/config"))
-            .bearer_auth(ADMIN)
-            .json(&json!({ "workers": workers }))
-            .send()
-    };
-    assert_eq!(
-        put(json!([{ "url": sim.url() }])).await.unwrap().status(),
-        200
-    );
+    let put = |workers: Value| put_config(fleet, json!({ "workers": workers }));
+    assert_eq!(put(json!([{ "url": sim.url() }])).await.status(), 200);
     let workers: Vec<WorkerInfo> = fleet.get_json("/api/workers").await;
     assert_eq!(workers.len(), 2, "{workers:#?}");
     assert!(workers
         .iter()
         .any(|w| w.id == e.worker_id && w.state == Lifecycle::Ready));
-    assert_eq!(put(json!([])).await.unwrap().status(), 200);
+    assert_eq!(put(json!([])).await.status(), 200);
     let workers: Vec<WorkerInfo> = fleet.get_json("/api/workers").await;
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].id, e.worker_id);
     assert!(workers[0].served >= 1, "the same worker, its counts kept");
     drop(sim);
+}
 
-    // Killed from outside: ERROR, out of the pool, no traffic.
+/// Killed from outside: ERROR, out of the pool, no traffic.
+async fn step_killed_from_outside_it_is_error_and_gets_no_traffic(
+    fleet: &Fleet,
+    started: &Started,
+) {
+    let Started { id, pid, .. } = started;
     assert!(std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap()
         .success());
-    let dead = wait_for(&fleet, &id, Lifecycle::Error, 30).await;
+    let dead = wait_for(fleet, id, Lifecycle::Error, 30).await;
     assert_eq!(
         dead.exit.as_ref().and_then(|x| x.signal),
         Some(9),
@@ -249,21 +253,19 @@ async fn an_engine_from_start_to_stop() {
             .contains("ended unexpectedly"),
         "{dead:#?}"
     );
-    assert!(!alive(pid), "the dead engine was reaped");
+    assert!(!alive(*pid), "the dead engine was reaped");
     assert!(fleet
         .get_json::<Vec<Backend>>("/v1/management/backends")
         .await
         .is_empty());
-    assert_ne!(chat_status(&fleet).await, 200);
+    assert_ne!(chat_status(fleet).await, 200);
+}
 
-    // Restart: the same settings and port, READY again.
-    let resp = post(
-        &fleet,
-        &format!("/v1/management/engines/{id}/restart"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+/// Restart: the same settings and port, READY again. Returns the new pid.
+async fn step_restarts_on_the_same_port(fleet: &Fleet, started: &Started) -> u32 {
+    let Started { id, pid, ready: e } = started;
+    let restart = format!("/v1/management/engines/{id}/restart");
+    let resp = post(fleet, &restart, Some(ADMIN), None).await;
     assert_eq!(resp.status(), 202);
     let e2: EngineInfo = resp.json().await.unwrap();
     assert_eq!(e2.state, Lifecycle::Starting);
@@ -273,21 +275,19 @@ async fn an_engine_from_start_to_stop() {
     );
     assert_eq!(e2.restarts, 1);
     let pid2 = e2.pid.unwrap();
-    assert_ne!(pid2, pid);
+    assert_ne!(pid2, *pid);
     // A running engine is not restarted.
-    let resp = post(
-        &fleet,
-        &format!("/v1/management/engines/{id}/restart"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let resp = post(fleet, &restart, Some(ADMIN), None).await;
     expect_error(resp, 409).await;
-    wait_for(&fleet, &id, Lifecycle::Ready, 120).await;
-    chat_ok(&fleet).await;
+    wait_for(fleet, id, Lifecycle::Ready, 120).await;
+    chat_ok(fleet).await;
+    pid2
+}
 
-    // Stop while a stream is in flight: DRAINING takes no new request, the stream finishes,
-    // then the process stops.
+/// Stop while a stream is in flight: DRAINING takes no new request, the stream finishes,
+/// then the process stops.
+async fn step_stop_drains_the_stream_in_flight(fleet: &Fleet, started: &Started, pid2: u32) {
+    let Started { id, ready: e, .. } = started;
     let mut stream_body = chat_body(
         MODEL,
         "Write a long story about a dragon who lives in a mountain.",
@@ -299,12 +299,12 @@ async fn an_engine_from_start_to_stop() {
     let mut body = resp.bytes_stream();
     let first = body.next().await.expect("a first chunk").unwrap();
     let by_worker_id = format!("/v1/management/engines/127.0.0.1:{}/stop", e.port);
-    let resp = post(&fleet, &by_worker_id, Some(ADMIN), None).await;
+    let resp = post(fleet, &by_worker_id, Some(ADMIN), None).await;
     assert_eq!(resp.status(), 202, "stop by worker id");
     let stopping: EngineInfo = resp.json().await.unwrap();
     assert_eq!(stopping.state, Lifecycle::Draining);
     assert_ne!(
-        chat_status(&fleet).await,
+        chat_status(fleet).await,
         200,
         "a draining engine takes no new request"
     );
@@ -318,7 +318,7 @@ async fn an_engine_from_start_to_stop() {
         text.trim_end().ends_with("data: [DONE]"),
         "the stream finished: {text}"
     );
-    let stopped = wait_for(&fleet, &id, Lifecycle::Stopped, 30).await;
+    let stopped = wait_for(fleet, id, Lifecycle::Stopped, 30).await;
     assert!(!alive(pid2), "the process is gone");
     assert_eq!(
         stopped.exit.as_ref().and_then(|x| x.code),
@@ -335,18 +335,17 @@ async fn an_engine_from_start_to_stop() {
         .await
         .is_empty());
     assert_ne!(
-        chat_status(&fleet).await,
+        chat_status(fleet).await,
         200,
         "a stopped engine gets no traffic"
     );
-    // Still listed; stopping again changes nothing.
-    let resp = post(
-        &fleet,
-        &format!("/v1/management/engines/{id}/stop"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+}
+
+/// Still listed; stopping again changes nothing.
+async fn step_a_stopped_engine_stays_listed(fleet: &Fleet, started: &Started) {
+    let id = &started.id;
+    let stop = format!("/v1/management/engines/{id}/stop");
+    let resp = post(fleet, &stop, Some(ADMIN), None).await;
     assert_eq!(resp.status(), 202);
     assert_eq!(
         resp.json::<EngineInfo>().await.unwrap().state,
@@ -354,37 +353,39 @@ async fn an_engine_from_start_to_stop() {
     );
     let s: ControlStatus = fleet.get_json("/v1/management/status").await;
     assert_eq!((s.engines.total, s.engines.stopped), (1, 1));
+}
 
-    // The CLI: a second engine, listed, stopped; writes need the key.
+/// The CLI: a second engine, listed, stopped; writes need the key.
+async fn step_the_cli_starts_lists_and_stops_a_second_engine(fleet: &Fleet, model: &Path) {
     let path = model.to_string_lossy().into_owned();
-    let o = sagellm(&fleet, &["engines", "start", "--model", &path]);
+    let o = sagellm(fleet, &["engines", "start", "--model", &path]).await;
     assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("--admin-key"),
-        "{o:?}"
+    assert!(stderr(&o).contains("--admin-key"), "{o:?}");
+    let out = ok_stdout(
+        &sagellm(
+            fleet,
+            &[
+                "--admin-key",
+                ADMIN,
+                "--json",
+                "engines",
+                "start",
+                "--model",
+                &path,
+                "--max-seqs",
+                "2",
+                "--wait",
+            ],
+        )
+        .await,
     );
-    let out = stdout(&sagellm(
-        &fleet,
-        &[
-            "--admin-key",
-            ADMIN,
-            "--json",
-            "engines",
-            "start",
-            "--model",
-            &path,
-            "--max-seqs",
-            "2",
-            "--wait",
-        ],
-    ));
     let cli_engine: EngineInfo = serde_json::from_str(&out).unwrap();
     assert_eq!(cli_engine.state, Lifecycle::Ready);
     assert_eq!(
         (cli_engine.id.as_str(), cli_engine.max_seqs),
         ("engine-2", 2)
     );
-    let table = stdout(&sagellm(&fleet, &["engines", "list"]));
+    let table = ok_stdout(&sagellm(fleet, &["engines", "list"]).await);
     assert!(table.starts_with("ID "), "{table}");
     assert!(
         table
@@ -398,46 +399,57 @@ async fn an_engine_from_start_to_stop() {
             .any(|l| l.starts_with("engine-2") && l.contains("READY")),
         "{table}"
     );
-    let listed: Vec<EngineInfo> =
-        serde_json::from_str(&stdout(&sagellm(&fleet, &["--json", "engines", "list"]))).unwrap();
+    let listed: Vec<EngineInfo> = serde_json::from_str(&ok_stdout(
+        &sagellm(fleet, &["--json", "engines", "list"]).await,
+    ))
+    .unwrap();
     assert_eq!(listed.len(), 2);
-    chat_ok(&fleet).await;
-    let out = stdout(&sagellm(
-        &fleet,
-        &[
-            "--admin-key",
-            ADMIN,
-            "engines",
-            "stop",
-            "engine-2",
-            "--wait",
-            "--timeout",
-            "60",
-        ],
-    ));
+    chat_ok(fleet).await;
+    let out = ok_stdout(
+        &sagellm(
+            fleet,
+            &[
+                "--admin-key",
+                ADMIN,
+                "engines",
+                "stop",
+                "engine-2",
+                "--wait",
+                "--timeout",
+                "60",
+            ],
+        )
+        .await,
+    );
     assert!(
         out.contains("engine engine-2 stopping") && out.contains("state STOPPED"),
         "{out}"
     );
     let o = sagellm(
-        &fleet,
+        fleet,
         &["--admin-key", ADMIN, "engines", "stop", "engine-9"],
-    );
+    )
+    .await;
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("404"), "{o:?}");
+    assert!(stderr(&o).contains("404"), "{o:?}");
+}
 
-    // Restarted from STOPPED (through the CLI), then the gateway stops: so does the engine.
-    let out = stdout(&sagellm(
-        &fleet,
-        &[
-            "--admin-key",
-            ADMIN,
-            "engines",
-            "restart",
-            "engine-1",
-            "--wait",
-        ],
-    ));
+/// Restarted from STOPPED (through the CLI), then the gateway stops: so does the engine.
+async fn step_the_cli_restarts_it_and_it_stops_with_the_gateway(fleet: Fleet) {
+    let out = ok_stdout(
+        &sagellm(
+            &fleet,
+            &[
+                "--admin-key",
+                ADMIN,
+                "engines",
+                "restart",
+                "engine-1",
+                "--wait",
+            ],
+        )
+        .await,
+    );
     assert!(out.contains("state READY"), "{out}");
     let last = engine(&fleet, "engine-1").await;
     let pid3 = last.pid.unwrap();
@@ -451,41 +463,39 @@ async fn an_engine_from_start_to_stop() {
     assert_eq!(last.exit.and_then(|x| x.code), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_and_read_endpoints() {
-    let fleet = gateway(|_| {}).await;
-    let start = |body: &'static str| {
-        fleet
-            .http
-            .post(fleet.url("/v1/management/engines/start"))
-            .bearer_auth(ADMIN)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-    };
-    let param = |v: &Value| v["error"]["param"].as_str().map(str::to_string);
+// --- Bad requests and the read endpoints (no engine is started) ----------------------------
 
-    expect_error(start("{not json").await.unwrap(), 400).await;
-    expect_error(start("").await.unwrap(), 400).await;
-    expect_error(
-        start(r#"{"model":"/x.gguf","colour":"red"}"#)
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
-    let v = expect_error(start(r#"{"port":1}"#).await.unwrap(), 400).await;
+/// `POST /v1/management/engines/start` with the admin key and this raw body.
+async fn start_raw(fleet: &Fleet, body: &'static str) -> reqwest::Response {
+    fleet
+        .http
+        .post(fleet.url("/v1/management/engines/start"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn param(v: &Value) -> Option<String> {
+    v["error"]["param"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_start_requests_are_400_naming_the_field() {
+    let fleet = gateway(|_| {}).await;
+    let start = |body: &'static str| start_raw(&fleet, body);
+
+    expect_error(start("{not json").await, 400).await;
+    expect_error(start("").await, 400).await;
+    expect_error(start(r#"{"model":"/x.gguf","colour":"red"}"#).await, 400).await;
+    let v = expect_error(start(r#"{"port":1}"#).await, 400).await;
     assert!(
         v["error"]["message"].as_str().unwrap().contains("model"),
         "{v}"
     );
-    let v = expect_error(
-        start(r#"{"model":"/nonexistent/model.gguf"}"#)
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
+    let v = expect_error(start(r#"{"model":"/nonexistent/model.gguf"}"#).await, 400).await;
     assert_eq!(param(&v).as_deref(), Some("model"), "{v}");
     assert!(
         v["error"]["message"]
@@ -494,7 +504,7 @@ async fn bad_requests_and_read_endpoints() {
             .contains("does not exist"),
         "{v}"
     );
-    let v = expect_error(start(r#"{"model":"/tmp"}"#).await.unwrap(), 400).await;
+    let v = expect_error(start(r#"{"model":"/tmp"}"#).await, 400).await;
     assert_eq!(param(&v).as_deref(), Some("model"), "a directory: {v}");
     let text =
         std::env::temp_dir().join(format!("sagellm-not-a-model-{}.gguf", std::process::id()));
@@ -516,31 +526,26 @@ async fn bad_requests_and_read_endpoints() {
         "{v}"
     );
     std::fs::remove_file(&text).unwrap();
-    let v = expect_error(
-        start(r#"{"model":"/x.gguf","port":"eighty"}"#)
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
+    let v = expect_error(start(r#"{"model":"/x.gguf","port":"eighty"}"#).await, 400).await;
     assert_eq!(param(&v).as_deref(), Some("port"), "{v}");
-    let v = expect_error(
-        start(r#"{"model":"/x.gguf","max_seqs":0}"#).await.unwrap(),
-        400,
-    )
-    .await;
+    let v = expect_error(start(r#"{"model":"/x.gguf","max_seqs":0}"#).await, 400).await;
     assert_eq!(param(&v).as_deref(), Some("max_seqs"), "{v}");
+    fleet.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_engines_are_404_and_writes_need_the_key() {
+    let fleet = gateway(|_| {}).await;
     for (method, path) in [
         ("GET", "/v1/management/engines/engine-99"),
         ("POST", "/v1/management/engines/engine-99/stop"),
         ("POST", "/v1/management/engines/engine-99/restart"),
     ] {
-        let req = match method {
-            "GET" => fleet.http.get(fleet.url(path)),
-            _ => fleet.http.post(fleet.url(path)).bearer_auth(ADMIN),
+        let resp = match method {
+            "GET" => send(&fleet, Method::GET, path, None, None).await,
+            _ => post(&fleet, path, Some(ADMIN), None).await,
         };
-        let v = expect_error(req.send().await.unwrap(), 404).await;
+        let v = expect_error(resp, 404).await;
         assert!(
             v["error"]["message"]
                 .as_str()
@@ -554,6 +559,12 @@ async fn bad_requests_and_read_endpoints() {
         401,
     )
     .await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_endpoints_of_an_empty_control_plane() {
+    let fleet = gateway(|_| {}).await;
 
     // No GPU here: an empty list and why (a host with one lists them).
     let resp = fleet.get("/v1/management/gpu").await;
@@ -627,14 +638,11 @@ async fn a_failed_start_is_reported_and_listed() {
     assert_eq!(engine(&fleet, "engine-1").await.restarts, 1);
 
     // A configured binary that does not exist is named.
-    let resp = fleet
-        .http
-        .put(fleet.url("/api/config"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"control": {"engine_binary": "/nonexistent/sagellm-engine"}}))
-        .send()
-        .await
-        .unwrap();
+    let resp = put_config(
+        &fleet,
+        json!({"control": {"engine_binary": "/nonexistent/sagellm-engine"}}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let resp = post(
         &fleet,

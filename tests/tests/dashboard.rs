@@ -4,16 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{chat_body, sim, Fleet};
+use common::{chat_body, repo_root, sim, Fleet};
 use futures_util::{SinkExt, StreamExt};
-use sagellm_gateway::admin::types::ConfigView;
-use sagellm_gateway::dashboard::feed::{Hello, Tick};
-use sagellm_gateway::routing::Strategy;
-use sagellm_gateway::worker::state::Lifecycle;
-use sagellm_gateway::worker::WorkerInfo;
+use sagellm_gateway::config::Strategy;
+use sagellm_gateway::views::{ConfigView, Hello, Lifecycle, Tick, WorkerInfo};
 use sagellm_sim::SimConfig;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -130,13 +127,6 @@ async fn the_page_and_its_feed_through_the_gateway() {
     })
     .await;
     assert!(end.is_ok(), "the socket was closed on shutdown");
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
 }
 
 /// A worker slow enough that the browser test's load lasts through all its steps.

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{chat_body, expect_error, served_by, sim, Fleet};
 use futures_util::StreamExt;
-use sagellm_gateway::config::RoutingConfig;
-use sagellm_gateway::routing::Strategy;
+use sagellm_gateway::config::{RoutingConfig, Strategy};
 use serde_json::{json, Value};
 
 async fn distribution(

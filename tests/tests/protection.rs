@@ -11,17 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    admin_post, chat_body, eventually, expect_error, served_by, sim, workspace_bin, Fleet,
+    admin_post, breaker, chat_body, eventually, expect_error, served_by, sim, workspace_bin, Fleet,
 };
 use futures_util::StreamExt;
-use sagellm_gateway::routing::Strategy;
-use sagellm_gateway::worker::breaker::BreakerState;
+use sagellm_gateway::config::Strategy;
+use sagellm_gateway::server::free_port;
+use sagellm_gateway::views::BreakerState;
 use sagellm_sim::SimConfig;
 use serde_json::{json, Value};
-
-fn breaker(fleet: &Fleet, i: usize) -> BreakerState {
-    fleet.gw.state.pool.load().workers[i].breaker.state()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_worker_under_load_loses_no_request() {
@@ -597,7 +594,7 @@ async fn sigterm_finishes_in_flight_streams_then_exits_zero() {
     })
     .await
     .unwrap();
-    let port = sagellm_gateway::server::free_port().unwrap();
+    let port = free_port().unwrap();
     let dir = std::env::temp_dir().join(format!("sagellm-sigterm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("gateway.toml");

@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, expect_error, Fleet};
-use sagellm_gateway::admin::types::StatusInfo;
-use sagellm_gateway::config::Config;
-use sagellm_gateway::sched::QueuePolicy;
+use sagellm_gateway::config::{Config, QueuePolicy};
+use sagellm_gateway::views::StatusInfo;
 use sagellm_sim::SimConfig;
 use serde_json::json;
 use tokio::task::JoinHandle;

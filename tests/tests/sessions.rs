@@ -7,9 +7,8 @@ mod common;
 
 use common::{expect_error, sim, Fleet};
 use futures_util::StreamExt;
-use sagellm_gateway::routing::Strategy;
-use sagellm_gateway::session::api::SessionList;
-use sagellm_gateway::session::SessionView;
+use sagellm_gateway::config::Strategy;
+use sagellm_gateway::views::{SessionList, SessionView};
 use serde_json::{json, Value};
 
 const ALICE: &str = "alice-key-0001";

@@ -23,16 +23,16 @@
 //! - [`stats`]: counts and HdrHistograms; [`report`]: the result and its printout;
 //!   [`progress`]: the progress bar.
 
-pub mod args;
-pub mod driver;
-pub mod progress;
-pub mod report;
-pub mod runner;
+mod args;
+mod driver;
+mod progress;
+mod report;
+mod runner;
 pub mod schedule;
-pub mod sse;
-pub mod stats;
-pub mod target;
-pub mod workload;
+mod sse;
+mod stats;
+mod target;
+mod workload;
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;

@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::types::{Backend, ControlStatus, EngineInfo, GpuReport, StartEngine};
-use crate::admin::reply::parse_json;
+use crate::edge::reply::parse_json;
 use crate::error::GatewayError;
 use crate::state::AppState;
 

@@ -14,15 +14,12 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::config::MAX_SEQS;
 use super::process::{self, LaunchSpec};
 use super::record::{unix_now, Engine, Phase, Run, StopMode};
 use super::types::{EngineInfo, StartEngine};
+use crate::config::control::MAX_SEQS;
 use crate::error::GatewayError;
 use crate::state::AppState;
-use crate::worker::pool::PoolHandle;
-use crate::worker::spec::WorkerSpec;
-use crate::worker::Worker;
 
 /// The launched engines (`AppState::engines`); engines are never forgotten, so a stopped or
 /// failed one can be listed and restarted.
@@ -30,7 +27,8 @@ use crate::worker::Worker;
 pub struct Engines {
     list: Mutex<Vec<Arc<Engine>>>,
     next_id: AtomicU64,
-    membership: Mutex<()>,
+    /// Held by every pool change made for engines and by reloads (`membership`).
+    pub(super) membership: Mutex<()>,
 }
 
 /// A 400 naming `field`.
@@ -73,7 +71,7 @@ impl Engines {
         self.all().iter().map(|e| e.info()).collect()
     }
 
-    fn all(&self) -> Vec<Arc<Engine>> {
+    pub(super) fn all(&self) -> Vec<Arc<Engine>> {
         self.list.lock().clone()
     }
 
@@ -361,111 +359,8 @@ impl Engines {
             }
         }
     }
-
-    /// Add an engine's worker to the pool and to run `generation`, as one step for reloads.
-    pub fn register(
-        &self,
-        pool: &PoolHandle,
-        engine: &Engine,
-        generation: u64,
-        spec: WorkerSpec,
-    ) -> Result<Arc<Worker>, String> {
-        let _membership = self.membership.lock();
-        let port = spec.addr.port();
-        let worker = pool.add(spec)?;
-        let mut run = engine.run.lock();
-        if run.generation == generation {
-            run.worker = Some(worker.clone());
-            run.port = port;
-        }
-        Ok(worker)
-    }
-
-    /// Take an engine's worker out of the pool (its in-flight requests keep their handle).
-    pub fn unregister(&self, state: &AppState, worker: &Worker) {
-        {
-            let _membership = self.membership.lock();
-            state.pool.remove(worker.uid);
-        }
-        state.publish_routable();
-    }
-
-    /// Set the pool to `specs` (a config reload) plus the workers of the running engines,
-    /// which keep their state.
-    pub fn replace_pool(
-        &self,
-        pool: &PoolHandle,
-        mut specs: Vec<WorkerSpec>,
-    ) -> (Vec<Arc<Worker>>, Vec<Arc<Worker>>) {
-        let _membership = self.membership.lock();
-        let current = pool.load_full();
-        for e in self.all() {
-            let run = e.run.lock();
-            if let Some(w) = &run.worker {
-                let present = current.workers.iter().any(|c| c.uid == w.uid);
-                if present && !specs.iter().any(|s| s.url == w.spec.url) {
-                    specs.push(w.spec.clone());
-                }
-            }
-        }
-        pool.replace(specs)
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_must_be_a_gguf_file() {
-        let dir = std::env::temp_dir().join(format!("sagellm-control-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert!(check_model(Path::new("")).is_err());
-        assert!(check_model(&dir.join("missing.gguf"))
-            .unwrap_err()
-            .contains("does not exist"));
-        assert!(check_model(&dir).unwrap_err().contains("not a file"));
-        let text = dir.join("notes.gguf");
-        std::fs::write(&text, "hello").unwrap();
-        assert!(check_model(&text).unwrap_err().contains("not a GGUF file"));
-        let gguf = dir.join("tiny.gguf");
-        std::fs::write(&gguf, b"GGUF\x03\0\0\0").unwrap();
-        assert_eq!(check_model(&gguf).unwrap(), gguf);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn reloads_keep_registered_engine_workers() {
-        let engines = Engines::default();
-        let pool = PoolHandle::new(vec![
-            WorkerSpec::new("http://127.0.0.1:1", 1, vec![]).unwrap()
-        ]);
-        let engine = Arc::new(Engine {
-            id: "engine-1".into(),
-            tail: Arc::default(),
-            run: Mutex::new(Run::new(LaunchSpec::example())),
-        });
-        engines.list.lock().push(engine.clone());
-        let w = engines
-            .register(
-                &pool,
-                &engine,
-                0,
-                WorkerSpec::new("http://127.0.0.1:2", 1, vec![]).unwrap(),
-            )
-            .unwrap();
-        assert_eq!(engines.engine_of(w.uid).as_deref(), Some("engine-1"));
-        assert_eq!(engine.info().port, 2);
-        let (_, removed) = engines.replace_pool(
-            &pool,
-            vec![WorkerSpec::new("http://127.0.0.1:3", 1, vec![]).unwrap()],
-        );
-        assert_eq!(removed.len(), 1, "the configured worker 1 left");
-        let now = pool.load();
-        assert!(
-            now.workers.iter().any(|x| x.uid == w.uid),
-            "the engine stays"
-        );
-        assert_eq!(now.workers.len(), 2);
-    }
-}
+#[path = "engines_tests.rs"]
+mod tests;

@@ -35,14 +35,13 @@
 //! supervisor is dropped.
 
 pub mod api;
-pub mod config;
 pub mod engines;
 pub mod gpu;
+mod membership;
 pub mod overview;
 pub mod process;
 pub mod record;
 pub mod supervisor;
 pub mod types;
 
-pub use config::ControlConfig;
 pub use engines::Engines;

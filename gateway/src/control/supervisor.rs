@@ -45,155 +45,228 @@ pub async fn supervise(
     listening: oneshot::Sender<Result<(), String>>,
 ) {
     let Spawned {
-        mut child,
+        child,
         pid,
         port,
         readers,
     } = spawned;
-    let grace = || Duration::from_secs(state.config.load().control.stop_grace_seconds);
-    let started = Instant::now();
-
-    // 1. The announced port.
-    let announce_timeout = ANNOUNCE_TIMEOUT.min(Duration::from_secs(
-        state.config.load().control.start_timeout_seconds,
-    ));
-    let early = tokio::select! {
-        p = port => match p {
-            Ok(p) => Ok(p),
-            // Its stdout closed without the line: it is exiting.
-            Err(_) => Err(("exited before listening", tokio::time::timeout(grace(), child.wait()).await.ok().and_then(Result::ok))),
-        },
-        status = child.wait() => Err(("exited before listening", status.ok())),
-        _ = &mut stop => Err(("was stopped before it listened", None)),
-        _ = tokio::time::sleep(announce_timeout) => Err(("did not announce its port in time", None)),
+    let mut run = Run {
+        state,
+        engine,
+        generation,
+        child,
+        pid,
+        started: Instant::now(),
     };
-    let port = match early {
-        Ok(p) => p,
-        Err((what, status)) => {
-            let status = match status {
-                Some(s) => Some(s),
-                None => process::terminate(&mut child, pid, grace()).await.ok(),
-            };
-            // Let the output readers catch the last lines (the engine's error message).
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                futures_util::future::join_all(readers),
-            )
-            .await;
-            let stopped = what.starts_with("was stopped");
-            let exit = status.as_ref().map(process::exit_info);
-            let mut message = format!("the engine {what}");
-            if let (false, Some(e)) = (stopped, &exit) {
-                message.push_str(&format!(" ({})", e.description));
-            }
-            if let (false, Some(last)) = (stopped, engine.tail.last()) {
-                message.push_str(&format!(": {last}"));
-            }
-            tracing::warn!(engine = %engine.id, error = %message, "engine start failed");
-            let (phase, error) = if stopped {
-                (Phase::Stopped, None)
-            } else {
-                (Phase::Failed, Some(message.clone()))
-            };
-            engine.finish(generation, phase, exit, error);
-            let _ = listening.send(Err(message));
-            return;
-        }
+    let Some(worker) = run.listen(port, readers, &mut stop, listening).await else {
+        return;
     };
-
-    // Register it as a worker (STARTING until the prober sees its /health pass).
-    let url = format!("http://127.0.0.1:{port}");
-    let worker = match WorkerSpec::new(&url, 1, vec![]).and_then(|spec| {
-        state
-            .engines
-            .register(&state.pool, &engine, generation, spec)
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            let status = process::terminate(&mut child, pid, grace()).await.ok();
-            let message = format!("cannot add {url} to the pool: {e}");
-            engine.finish(
-                generation,
-                Phase::Failed,
-                status.as_ref().map(process::exit_info),
-                Some(message.clone()),
-            );
-            let _ = listening.send(Err(message));
-            return;
-        }
-    };
-    state.publish_routable();
-    tracing::info!(engine = %engine.id, pid, %url, "engine listening, loading its model");
-    let _ = listening.send(Ok(()));
-
-    // 2. Watch it.
-    let start_deadline =
-        started + Duration::from_secs(state.config.load().control.start_timeout_seconds);
-    let mut ready = false;
-    let mut poll = tokio::time::interval(READY_POLL);
-    let end = loop {
-        tokio::select! {
-            status = child.wait() => break End::Died(status),
-            mode = &mut stop => break End::Stop(mode.unwrap_or(StopMode::Now)),
-            _ = poll.tick(), if !ready => {
-                if worker.health.lifecycle() == Lifecycle::Ready {
-                    ready = true;
-                    engine.mark_ready(generation);
-                    tracing::info!(engine = %engine.id, seconds = started.elapsed().as_secs_f64(), "engine ready");
-                } else if Instant::now() >= start_deadline {
-                    break End::StartTimeout;
-                }
-            }
-        }
-    };
-
-    match end {
-        End::Died(status) => {
-            state.engines.unregister(&state, &worker);
-            let exit = status.as_ref().ok().map(process::exit_info);
-            let mut message = format!(
-                "the engine process ended unexpectedly ({})",
-                exit.as_ref()
-                    .map_or("status unknown", |e| e.description.as_str())
-            );
-            if let Some(last) = engine.tail.last() {
-                message.push_str(&format!("; its last output: {last}"));
-            }
-            tracing::warn!(engine = %engine.id, pid, error = %message, "engine died");
-            engine.finish(generation, Phase::Failed, exit, Some(message));
-        }
-        End::StartTimeout => {
-            state.engines.unregister(&state, &worker);
-            let status = process::terminate(&mut child, pid, grace()).await.ok();
-            let secs = state.config.load().control.start_timeout_seconds;
-            let message = format!(
-                "the engine was not READY within control.start_timeout_seconds ({secs} s) and was stopped"
-            );
-            tracing::warn!(engine = %engine.id, error = %message, "engine start timed out");
-            engine.finish(
-                generation,
-                Phase::Failed,
-                status.as_ref().map(process::exit_info),
-                Some(message),
-            );
-        }
-        End::Stop(mode) => {
-            let status = stop_sequence(&state, &engine, &worker, &mut child, pid, mode).await;
-            tracing::info!(engine = %engine.id, pid, exit = ?status.as_ref().map(process::exit_info).map(|e| e.description), "engine stopped");
-            engine.finish(
-                generation,
-                Phase::Stopped,
-                status.as_ref().map(process::exit_info),
-                None,
-            );
-        }
-    }
+    let end = run.watch(&worker, &mut stop).await;
+    run.end(&worker, end).await;
 }
 
+/// One engine process under supervision.
+struct Run {
+    state: Arc<AppState>,
+    engine: Arc<Engine>,
+    generation: u64,
+    child: Child,
+    pid: u32,
+    started: Instant,
+}
+
+/// How the watch (phase 2) ended.
 enum End {
     Died(std::io::Result<ExitStatus>),
     StartTimeout,
     Stop(StopMode),
+}
+
+impl Run {
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.state.config.load().control.stop_grace_seconds)
+    }
+
+    fn start_timeout(&self) -> Duration {
+        Duration::from_secs(self.state.config.load().control.start_timeout_seconds)
+    }
+
+    async fn terminate(&mut self) -> Option<ExitStatus> {
+        let grace = self.grace();
+        process::terminate(&mut self.child, self.pid, grace)
+            .await
+            .ok()
+    }
+
+    fn finish(&self, phase: Phase, status: Option<&ExitStatus>, error: Option<String>) {
+        self.engine.finish(
+            self.generation,
+            phase,
+            status.map(process::exit_info),
+            error,
+        );
+    }
+
+    /// Phase 1: wait for the announced port, register the worker (STARTING until the
+    /// prober sees its /health pass) and tell the waiting start request. `None`: the engine
+    /// never listened; its record is finished and the start request told why.
+    async fn listen(
+        &mut self,
+        port: oneshot::Receiver<u16>,
+        readers: Vec<tokio::task::JoinHandle<()>>,
+        stop: &mut oneshot::Receiver<StopMode>,
+        listening: oneshot::Sender<Result<(), String>>,
+    ) -> Option<Arc<Worker>> {
+        let port = match self.announced(port, stop).await {
+            Ok(p) => p,
+            Err((what, status)) => {
+                let status = match status {
+                    Some(s) => Some(s),
+                    None => self.terminate().await,
+                };
+                // Let the output readers catch the last lines (the engine's error message).
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    futures_util::future::join_all(readers),
+                )
+                .await;
+                let _ = listening.send(Err(self.never_listened(what, status)));
+                return None;
+            }
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let (state, engine) = (&self.state, &self.engine);
+        let registered = WorkerSpec::new(&url, 1, vec![]).and_then(|spec| {
+            state
+                .engines
+                .register(&state.pool, engine, self.generation, spec)
+        });
+        let worker = match registered {
+            Ok(w) => w,
+            Err(e) => {
+                let status = self.terminate().await;
+                let message = format!("cannot add {url} to the pool: {e}");
+                self.finish(Phase::Failed, status.as_ref(), Some(message.clone()));
+                let _ = listening.send(Err(message));
+                return None;
+            }
+        };
+        self.state.publish_routable();
+        tracing::info!(engine = %self.engine.id, pid = self.pid, %url, "engine listening, loading its model");
+        let _ = listening.send(Ok(()));
+        Some(worker)
+    }
+
+    /// The port the engine announces, or why it never came (with the exit status if the
+    /// process already ended).
+    async fn announced(
+        &mut self,
+        port: oneshot::Receiver<u16>,
+        stop: &mut oneshot::Receiver<StopMode>,
+    ) -> Result<u16, (&'static str, Option<ExitStatus>)> {
+        let announce_timeout = ANNOUNCE_TIMEOUT.min(self.start_timeout());
+        let grace = self.grace();
+        let child = &mut self.child;
+        tokio::select! {
+            p = port => match p {
+                Ok(p) => Ok(p),
+                // Its stdout closed without the line: it is exiting.
+                Err(_) => Err(("exited before listening", tokio::time::timeout(grace, child.wait()).await.ok().and_then(Result::ok))),
+            },
+            status = child.wait() => Err(("exited before listening", status.ok())),
+            _ = stop => Err(("was stopped before it listened", None)),
+            _ = tokio::time::sleep(announce_timeout) => Err(("did not announce its port in time", None)),
+        }
+    }
+
+    /// Finish the record of an engine that never listened; the message for the start request.
+    fn never_listened(&self, what: &str, status: Option<ExitStatus>) -> String {
+        let stopped = what.starts_with("was stopped");
+        let exit = status.as_ref().map(process::exit_info);
+        let mut message = format!("the engine {what}");
+        if let (false, Some(e)) = (stopped, &exit) {
+            message.push_str(&format!(" ({})", e.description));
+        }
+        if let (false, Some(last)) = (stopped, self.engine.tail.last()) {
+            message.push_str(&format!(": {last}"));
+        }
+        tracing::warn!(engine = %self.engine.id, error = %message, "engine start failed");
+        let (phase, error) = if stopped {
+            (Phase::Stopped, None)
+        } else {
+            (Phase::Failed, Some(message.clone()))
+        };
+        self.engine.finish(self.generation, phase, exit, error);
+        message
+    }
+
+    /// Phase 2: watch the process until it dies, is stopped, or misses its start deadline;
+    /// mark it ready when the prober makes its worker READY.
+    async fn watch(&mut self, worker: &Worker, stop: &mut oneshot::Receiver<StopMode>) -> End {
+        let start_deadline = self.started + self.start_timeout();
+        let mut ready = false;
+        let mut poll = tokio::time::interval(READY_POLL);
+        loop {
+            tokio::select! {
+                status = self.child.wait() => break End::Died(status),
+                mode = &mut *stop => break End::Stop(mode.unwrap_or(StopMode::Now)),
+                _ = poll.tick(), if !ready => {
+                    if worker.health.lifecycle() == Lifecycle::Ready {
+                        ready = true;
+                        self.engine.mark_ready(self.generation);
+                        tracing::info!(engine = %self.engine.id, seconds = self.started.elapsed().as_secs_f64(), "engine ready");
+                    } else if Instant::now() >= start_deadline {
+                        break End::StartTimeout;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Phase 3: the worker leaves the pool (drained first on an operator's stop), the
+    /// process is terminated if it still runs, the record says how it ended.
+    async fn end(&mut self, worker: &Worker, end: End) {
+        match end {
+            End::Died(status) => {
+                self.state.engines.unregister(&self.state, worker);
+                let exit = status.as_ref().ok().map(process::exit_info);
+                let mut message = format!(
+                    "the engine process ended unexpectedly ({})",
+                    exit.as_ref()
+                        .map_or("status unknown", |e| e.description.as_str())
+                );
+                if let Some(last) = self.engine.tail.last() {
+                    message.push_str(&format!("; its last output: {last}"));
+                }
+                tracing::warn!(engine = %self.engine.id, pid = self.pid, error = %message, "engine died");
+                self.engine
+                    .finish(self.generation, Phase::Failed, exit, Some(message));
+            }
+            End::StartTimeout => {
+                self.state.engines.unregister(&self.state, worker);
+                let status = self.terminate().await;
+                let secs = self.start_timeout().as_secs();
+                let message = format!(
+                    "the engine was not READY within control.start_timeout_seconds ({secs} s) and was stopped"
+                );
+                tracing::warn!(engine = %self.engine.id, error = %message, "engine start timed out");
+                self.finish(Phase::Failed, status.as_ref(), Some(message));
+            }
+            End::Stop(mode) => {
+                let status = stop_sequence(
+                    &self.state,
+                    &self.engine,
+                    worker,
+                    &mut self.child,
+                    self.pid,
+                    mode,
+                )
+                .await;
+                tracing::info!(engine = %self.engine.id, pid = self.pid, exit = ?status.as_ref().map(process::exit_info).map(|e| e.description), "engine stopped");
+                self.finish(Phase::Stopped, status.as_ref(), None);
+            }
+        }
+    }
 }
 
 /// Drain (operator stops), take the worker out of the pool, terminate the process.

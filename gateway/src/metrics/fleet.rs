@@ -183,7 +183,7 @@ impl FleetMetrics {
         self.workers.set(pool.workers.len() as i64);
         self.uptime.set(state.started.elapsed().as_secs_f64());
         let current = state.policy.load().strategy();
-        for s in Strategy::ALL {
+        for &s in Strategy::ALL {
             self.strategy
                 .with_label_values(&[s.as_str()])
                 .set((s == current) as i64);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{CreateError, NewSession, Session, SessionView};
 use super::{new_id, now_ms, owner_of, Owner};
-use crate::admin::reply::parse_json;
+use crate::edge::reply::parse_json;
 use crate::error::GatewayError;
 use crate::state::AppState;
 
@@ -30,23 +30,9 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// The caller's key (`Authorization: Bearer` or `x-api-key`), checked like on `/v1/*`.
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<Owner, GatewayError> {
-    let key = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .and_then(|v| {
-            (v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ")).then(|| v[7..].trim())
-        })
-        .or_else(|| {
-            headers
-                .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        });
+    let key = crate::auth::api_key(headers);
     if !state.auth.load().check_api_key(key) {
-        return Err(GatewayError::Unauthorized(
-            "a valid API key is required (Authorization: Bearer <key>)".into(),
-        ));
+        return Err(crate::auth::key_required());
     }
     Ok(owner_of(key))
 }

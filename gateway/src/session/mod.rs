@@ -17,7 +17,6 @@
 
 pub mod api;
 pub mod chat;
-pub mod config;
 pub mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,19 +24,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-pub use config::SessionsConfig;
-pub use store::{MemoryStore, Message, Session, SessionStore, SessionView};
+pub use store::{MemoryStore, SessionStore, SessionView};
 
-/// Who owns a session: the SHA-256 digest of the API key that created it (`None` without
-/// a key).
-pub type Owner = Option<[u8; 32]>;
-
-pub fn owner_of(api_key: Option<&str>) -> Owner {
-    api_key
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(|k| Sha256::digest(k.as_bytes()).into())
-}
+pub use crate::auth::{owner_of, Owner};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -77,13 +66,5 @@ mod tests {
         assert!(ids
             .iter()
             .all(|id| id.len() == 37 && id.starts_with("sess_")));
-    }
-
-    #[test]
-    fn owners_are_key_digests() {
-        assert_eq!(owner_of(None), None);
-        assert_eq!(owner_of(Some("  ")), None);
-        assert_eq!(owner_of(Some("k1")), owner_of(Some(" k1 ")));
-        assert_ne!(owner_of(Some("k1")), owner_of(Some("k2")));
     }
 }

@@ -34,15 +34,9 @@ pub struct BreakerSettings {
 }
 
 impl Default for BreakerSettings {
+    /// The settings of the default `[circuit_breaker]` section (its defaults are written there).
     fn default() -> Self {
-        Self {
-            enabled: true,
-            failure_threshold: 5,
-            timeout: Duration::from_secs(30),
-            half_open_requests: 3,
-            success_threshold: 3,
-            slow_call_threshold: Duration::from_millis(5000),
-        }
+        crate::config::CircuitBreakerConfig::default().settings()
     }
 }
 

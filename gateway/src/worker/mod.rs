@@ -16,16 +16,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
 
-use breaker::{BreakerSettings, BreakerView, CircuitBreaker};
+use breaker::{BreakerSettings, CircuitBreaker};
 pub use kind::WorkerKind;
-use load::{Load, LoadView};
+use load::Load;
 use spec::WorkerSpec;
-use state::{Health, Lifecycle};
-use stats::{Stats, StatsView};
+use state::Health;
+use stats::Stats;
 
-use crate::routing::Strategy;
+use crate::routing::{Strategy, STRATEGIES};
 
 /// What discovery learned about a worker (replaced wholesale, read lock-free).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -56,27 +55,7 @@ pub struct Worker {
     /// Requests this worker answered with a 2xx/4xx vs connect errors, resets and 5xx.
     served: AtomicU64,
     /// Times routing chose this worker, per strategy (index of `Strategy::ALL`).
-    selections: [AtomicU64; 7],
-}
-
-/// One serialisable view of a worker: the management API, the CLI and the dashboard all
-/// show this struct.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WorkerInfo {
-    pub index: usize,
-    pub id: String,
-    pub url: String,
-    pub weight: u32,
-    pub kind: WorkerKind,
-    pub version: Option<String>,
-    pub models: Vec<String>,
-    pub state: Lifecycle,
-    pub asleep: bool,
-    pub consecutive_failures: u32,
-    pub load: LoadView,
-    pub stats: StatsView,
-    pub breaker: BreakerView,
-    pub served: u64,
+    selections: [AtomicU64; STRATEGIES],
 }
 
 /// `host:port` is validated ASCII, so this never falls back in practice.
@@ -149,32 +128,12 @@ impl Worker {
     }
 
     /// Choices of this worker per strategy, in `Strategy::ALL` order.
-    pub fn selections(&self) -> [u64; 7] {
+    pub fn selections(&self) -> [u64; STRATEGIES] {
         std::array::from_fn(|i| self.selections[i].load(Relaxed))
     }
 
     /// Whether new requests may be sent: routable and admitted by the breaker (no side effects).
     pub fn is_eligible(&self, breaker: &BreakerSettings) -> bool {
         self.health.is_routable() && self.breaker.allows(breaker)
-    }
-
-    pub fn info(&self, index: usize, breaker: &BreakerSettings) -> WorkerInfo {
-        let meta = self.meta();
-        WorkerInfo {
-            index,
-            id: self.id.clone(),
-            url: self.spec.url.clone(),
-            weight: self.weight(),
-            kind: meta.kind,
-            version: meta.version.clone(),
-            models: meta.models.clone(),
-            state: self.health.lifecycle(),
-            asleep: self.health.is_asleep(),
-            consecutive_failures: self.health.consecutive_failures(),
-            load: self.load.view(),
-            stats: self.stats.view(),
-            breaker: self.breaker.view(breaker),
-            served: self.served.load(Relaxed),
-        }
     }
 }

@@ -1,7 +1,8 @@
 //! A worker as configured: URL, resolved address, weight, optional static model list.
 //!
 //! Addresses are resolved here, when the configuration is loaded, because Pingora's
-//! `HttpPeer::new` resolves synchronously and panics on failure (TECH_NOTES §2.3).
+//! `HttpPeer::new` resolves synchronously and panics on failure (seen
+//! with pingora-core 0.9.1).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 

@@ -2,10 +2,13 @@
 //! behind a real gateway (Pingora on a loopback port), and small request helpers.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
 use sagellm_gateway::config::{Config, WorkerConfig};
 use sagellm_gateway::server::{spawn as spawn_gateway, RunningGateway};
+use sagellm_gateway::views::BreakerState;
 use sagellm_sim::{SimConfig, SimHandle};
 use serde_json::{json, Value};
 
@@ -105,11 +108,16 @@ impl Fleet {
     /// Stop the gateway on a blocking thread (its shutdown joins Pingora's thread).
     pub async fn stop(self) {
         let Fleet { gw, sims, .. } = self;
-        tokio::task::spawn_blocking(move || gw.stop())
-            .await
-            .unwrap();
+        stop_gateway(gw).await;
         drop(sims);
     }
+}
+
+/// Stop a gateway on a blocking thread (its shutdown joins Pingora's thread).
+pub async fn stop_gateway(gw: RunningGateway) {
+    tokio::task::spawn_blocking(move || gw.stop())
+        .await
+        .unwrap();
 }
 
 pub fn client() -> reqwest::Client {
@@ -156,13 +164,42 @@ pub async fn expect_error(resp: reqwest::Response, status: u16) -> Value {
     v
 }
 
-/// POST to an admin endpoint, optionally with the admin key.
-pub async fn admin_post(fleet: &Fleet, path: &str, key: Option<&str>) -> reqwest::Response {
-    let mut req = fleet.http.post(fleet.url(path));
+/// A request to a gateway path, optionally with a key (bearer) and a JSON body.
+pub async fn send(
+    fleet: &Fleet,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = fleet.http.request(method, fleet.url(path));
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
-    req.send().await.expect("admin request sent")
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.expect("request sent")
+}
+
+/// POST to a gateway path, optionally with a key (bearer) and a JSON body.
+pub async fn post(
+    fleet: &Fleet,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    send(fleet, reqwest::Method::POST, path, key, body).await
+}
+
+/// POST to an admin endpoint, optionally with the admin key.
+pub async fn admin_post(fleet: &Fleet, path: &str, key: Option<&str>) -> reqwest::Response {
+    post(fleet, path, key, None).await
+}
+
+/// The state of worker `i`'s circuit breaker.
+pub fn breaker(fleet: &Fleet, i: usize) -> BreakerState {
+    fleet.gw.state.pool.load().workers[i].breaker.state()
 }
 
 /// Poll `cond` until it holds (bounded): for state that changes in the background.
@@ -192,6 +229,53 @@ pub async fn run_script(mut cmd: tokio::process::Command, secs: u64, what: &str)
     );
     println!("{log}");
     assert!(out.status.success(), "{what} failed:\n{log}");
+}
+
+/// The `sagellm` CLI against this fleet's gateway (`--url`), without an admin key from the
+/// environment.
+pub async fn sagellm(fleet: &Fleet, args: &[&str]) -> Output {
+    sagellm_at(&fleet.gw.url(), args).await
+}
+
+/// The `sagellm` CLI against the gateway at `url`.
+pub async fn sagellm_at(url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(workspace_bin("sagellm"))
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .env_remove("SAGELLM_ADMIN_KEY")
+        .output()
+        .await
+        .expect("sagellm runs")
+}
+
+/// A process's standard output, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A process's standard error, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The standard output of a `sagellm` run that must have succeeded (else its output is shown).
+pub fn ok_stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "sagellm failed: {}{}",
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// The workspace root (this crate's parent folder).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A binary of this workspace (built by `cargo build`/`cargo test --workspace`).
