@@ -7,6 +7,9 @@
 # same-run ratios printed (absolute numbers swing with machine load; ratios are the result).
 #
 #   ./scripts/bench-proxy.sh            # ROUNDS=3 DURATION=10 CONNECTIONS=32 by default
+#   BASELINE_BIN=/path/to/old/sagellm-gateway ./scripts/bench-proxy.sh
+#                                       # also runs an older gateway build, alternated in the
+#                                       # same rounds, for a before/after comparison
 #
 # Everything listens on 127.0.0.1 only and stops by itself.
 set -euo pipefail
@@ -18,7 +21,9 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-2}
 GW_THREADS=${GW_THREADS:-2}
-UP1=18001 UP2=18002 GW=18080 VR=18090 BARE=18085
+UP1=18001 UP2=18002 GW=18080 VR=18090 BARE=18085 BASE=18081
+BASELINE_BIN=${BASELINE_BIN:-}
+[ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
 
 ensure_build_deps
 ensure_apt wrk nginx-light curl python3-venv
@@ -70,15 +75,20 @@ done
 for port in $UP1 $UP2; do wait_http "http://127.0.0.1:$port/health" 20 || die "nginx :$port did not start"; done
 
 # Rate limits off: the comparison is proxy overhead (vllm-router has none by default).
-LLM_RATE_LIMIT_ENABLED=false LLM_LOG=warn "$BIN/sagellm-gateway" --host 127.0.0.1 --port $GW --threads "$GW_THREADS" \
-  --worker-urls "http://127.0.0.1:$UP1,http://127.0.0.1:$UP2" --routing-strategy round_robin >"$WORK/gw.log" 2>&1 &
-PIDS+=($!)
+start_gateway() { # BINARY PORT LOG
+  LLM_RATE_LIMIT_ENABLED=false LLM_LOG=warn "$1" --host 127.0.0.1 --port "$2" --threads "$GW_THREADS" \
+    --worker-urls "http://127.0.0.1:$UP1,http://127.0.0.1:$UP2" --routing-strategy round_robin >"$3" 2>&1 &
+  PIDS+=($!)
+}
+start_gateway "$BIN/sagellm-gateway" $GW "$WORK/gw.log"
+[ -z "$BASELINE_BIN" ] || start_gateway "$BASELINE_BIN" $BASE "$WORK/base.log"
 "$BIN/examples/bare_pingora" 127.0.0.1:$BARE 127.0.0.1:$UP1 127.0.0.1:$UP2 >"$WORK/bare.log" 2>&1 &
 PIDS+=($!)
 "$VENV/bin/vllm-router" --host 127.0.0.1 --port $VR --policy round_robin --log-level warning \
   --worker-urls "http://127.0.0.1:$UP1" "http://127.0.0.1:$UP2" >"$WORK/vr.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$GW/health" 30 || { cat "$WORK/gw.log"; die "gateway did not become ready"; }
+[ -z "$BASELINE_BIN" ] || wait_http "http://127.0.0.1:$BASE/health" 30 || { cat "$WORK/base.log"; die "baseline gateway did not become ready"; }
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":16}'
 for i in $(seq 300); do
   curl -fsS -o /dev/null "http://127.0.0.1:$VR/v1/chat/completions" -H 'content-type: application/json' -d "$BODY" 2>/dev/null && break
@@ -114,12 +124,14 @@ log "warm-up"; DURATION=2 run warmup $GW >/dev/null; DURATION=2 run warmup $VR >
 for r in $(seq "$ROUNDS"); do
   log "round $r/$ROUNDS (${DURATION}s each, $CONNECTIONS connections)"
   run direct $UP1; run gateway $GW; run vllm-router $VR; run bare-pingora $BARE
+  [ -z "$BASELINE_BIN" ] || run baseline $BASE
 done
 
 # Per-request overhead without queueing: one connection, latency only.
 log "latency at 1 connection (${DURATION}s each)"
 CONNECTIONS_SAVED=$CONNECTIONS; CONNECTIONS=1; WRK_THREADS_SAVED=$WRK_THREADS; WRK_THREADS=1
 run direct1 $UP1; run gateway1 $GW; run vllm-router1 $VR
+[ -z "$BASELINE_BIN" ] || run baseline1 $BASE
 CONNECTIONS=$CONNECTIONS_SAVED; WRK_THREADS=$WRK_THREADS_SAVED
 
 median() { sort -n | awk '{a[NR]=$1} END { print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) }'; }
@@ -135,10 +147,11 @@ echo "| direct (nginx) | $d_rps | $d_p50 | $d_p99 |"
 echo "| sagellm-gateway | $g_rps | $g_p50 | $g_p99 |"
 echo "| vllm-router $("$VENV/bin/pip" show vllm-router 2>/dev/null | awk '/^Version/ {print $2}') | $v_rps | $v_p50 | $v_p99 |"
 echo "| bare Pingora (floor) | $b_rps | $b_p50 | $b_p99 |"
+[ -z "$BASELINE_BIN" ] || echo "| baseline ($BASELINE_BIN) | $(col baseline 1) | $(col baseline 2) | $(col baseline 3) |"
 echo
 echo "| at 1 connection | req/s | p50 ms | p99 ms |"
 echo "|---|---|---|---|"
-for t in direct1 gateway1 vllm-router1; do
+for t in direct1 gateway1 vllm-router1 ${BASELINE_BIN:+baseline1}; do
   echo "| ${t%1} | $(col "$t" 1) | $(col "$t" 2) | $(col "$t" 3) |"
 done
 echo
@@ -146,3 +159,7 @@ awk -v g1="$(col gateway1 2)" -v d1="$(col direct1 2)" -v v1="$(col vllm-router1
   'BEGIN { printf "added p50 at 1 connection: gateway %.3f ms, vllm-router %.3f ms\n", g1-d1, v1-d1 }'
 awk -v g="$g_rps" -v v="$v_rps" -v b="$b_rps" -v gp="$g_p50" -v dp="$d_p50" \
   'BEGIN { printf "gateway / vllm-router throughput: %.2fx (bare Pingora / vllm-router: %.2fx; gateway / bare Pingora: %.2f)\ngateway added p50 over direct: %.3f ms\n", g/v, b/v, g/b, gp-dp }'
+if [ -n "$BASELINE_BIN" ]; then
+  awk -v g="$g_rps" -v b="$(col baseline 1)" -v g1="$(col gateway1 2)" -v b1="$(col baseline1 2)" \
+    'BEGIN { printf "gateway / baseline throughput: %.2fx; p50 at 1 connection: gateway %.3f ms, baseline %.3f ms\n", g/b, g1, b1 }'
+fi

@@ -2,7 +2,8 @@
 # shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# One target dir outside the clone, shared by every checkout on this machine (see DESIGN §10).
+# One target dir outside the clone, shared by every checkout on this machine
+# (CI exports the same path, so a fresh clone reuses the build instead of a cold 35 min one).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sagellm-target}"
 BIN="$CARGO_TARGET_DIR/release"
 # The engine's quantized CPU kernels (candle) have AVX2 paths selected at compile time only;

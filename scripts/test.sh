@@ -9,7 +9,11 @@ ensure_apt curl prometheus   # promtool validates the /metrics output
 ensure_browser_test_deps     # Chromium + playwright-core for the dashboard's browser test
 ensure_python_test_deps      # the official anthropic SDK for the /v1/messages tests
 "$ROOT/scripts/fetch-model.sh"     # the engine's tests run the real default model
+log "checking formatting (cargo fmt --all --check)"
+cargo fmt --all --check
 build_release
+log "linting (cargo clippy --release --workspace --all-targets -- -D warnings)"
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
 log "running the test suite"
 cargo test --release --workspace --locked
 log "all tests passed"

@@ -99,8 +99,10 @@ fn server_settings_wait_for_a_restart() {
 
 #[test]
 fn a_new_worker_list_replaces_the_pool_and_keeps_the_workers_that_stay() {
-    let mut config = Config::default();
-    config.workers = vec![worker(31_001), worker(31_002)];
+    let mut config = Config {
+        workers: vec![worker(31_001), worker(31_002)],
+        ..Default::default()
+    };
     let live = Live::new(config.clone());
     let staying = live.pool.load().workers[1].clone();
     config.workers = vec![worker(31_002), worker(31_003)];

@@ -313,11 +313,13 @@ async fn a_request_that_went_away_takes_no_slot() {
     p.spawn("stays", 0, None, &tx);
     // Queueing "stays" sweeps out the waiter that went away.
     for _ in 0..10_000 {
-        let inner = p.sched.inner.lock();
-        if inner.waiters.len() == 1 && !inner.waiters[0].tx.is_closed() {
+        let settled = {
+            let inner = p.sched.inner.lock();
+            inner.waiters.len() == 1 && !inner.waiters[0].tx.is_closed()
+        };
+        if settled {
             break;
         }
-        drop(inner);
         tokio::task::yield_now().await;
     }
     assert_eq!(p.sched.depth(), 1);
