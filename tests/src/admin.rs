@@ -52,6 +52,9 @@ struct Patch {
     fail_rate: Option<f64>,
     ttft_ms: Option<u64>,
     tpot_ms: Option<u64>,
+    prefill_ms_per_1k_tokens: Option<u64>,
+    batch_penalty: Option<f64>,
+    speed: Option<f64>,
     output_tokens: Option<u32>,
     health_status: Option<u16>,
     sleeping: Option<bool>,
@@ -91,6 +94,15 @@ impl Patch {
                 },
                 "ttft_ms" => p.ttft_ms = Some(as_u64(k, v)?),
                 "tpot_ms" => p.tpot_ms = Some(as_u64(k, v)?),
+                "prefill_ms_per_1k_tokens" => p.prefill_ms_per_1k_tokens = Some(as_u64(k, v)?),
+                "batch_penalty" => match v.as_f64() {
+                    Some(x) if (0.0..=100.0).contains(&x) => p.batch_penalty = Some(x),
+                    _ => return Err("`batch_penalty` must be a number in 0..=100.".to_string()),
+                },
+                "speed" => match v.as_f64() {
+                    Some(x) if (0.01..=100.0).contains(&x) => p.speed = Some(x),
+                    _ => return Err("`speed` must be a number in 0.01..=100.".to_string()),
+                },
                 "output_tokens" => {
                     let n = as_u64(k, v)?;
                     p.output_tokens =
@@ -101,7 +113,8 @@ impl Patch {
                 other => {
                     return Err(format!(
                     "Unknown knob `{other}`; known: status, hang, fail_rate, ttft_ms, tpot_ms, \
-                     output_tokens, health_status, sleeping."
+                     prefill_ms_per_1k_tokens, batch_penalty, speed, output_tokens, \
+                     health_status, sleeping."
                 ))
                 }
             }
@@ -124,6 +137,15 @@ impl Patch {
         }
         if let Some(ms) = self.tpot_ms {
             c.set_tpot(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.prefill_ms_per_1k_tokens {
+            c.set_prefill_per_1k_tokens(Duration::from_millis(ms));
+        }
+        if let Some(x) = self.batch_penalty {
+            c.set_batch_penalty(x);
+        }
+        if let Some(x) = self.speed {
+            c.set_speed(x);
         }
         if let Some(n) = self.output_tokens {
             c.set_output_tokens(n);

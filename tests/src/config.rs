@@ -17,7 +17,8 @@ pub enum MetricsFlavor {
 
 /// Everything a simulated worker is started with.
 ///
-/// Fields from `status` to `seed` are the initial values of knobs that can be changed later
+/// `ttft`, `tpot`, `prefill_per_1k_tokens`, `batch_penalty`, `speed`, `output_tokens` and the
+/// fields from `status` to `seed` are the initial values of knobs that can be changed later
 /// through [`crate::SimControl`] or `POST /sim/config`; the others are fixed for the life of the
 /// worker (also across [`crate::SimHandle::restart`]).
 #[derive(Clone, Debug)]
@@ -32,8 +33,17 @@ pub struct SimConfig {
     pub flavor: MetricsFlavor,
     /// Time to first token.
     pub ttft: Duration,
-    /// Time per output token after the first.
+    /// Time per output token after the first, with one sequence running.
     pub tpot: Duration,
+    /// Prefill time per 1000 prompt tokens that are not in the prefix cache (added to `ttft`).
+    pub prefill_per_1k_tokens: Duration,
+    /// Decode slowdown per extra running sequence: the time per output token is
+    /// `tpot × (1 + batch_penalty × (running − 1))`.
+    pub batch_penalty: f64,
+    /// Speed of the simulated GPU: every time above is divided by it (0.4 = a slower GPU).
+    pub speed: f64,
+    /// Blocks of 16 tokens the prefix cache holds (0 = no prefix caching). Fixed.
+    pub cache_blocks: usize,
     /// Tokens generated when a request sets no `max_tokens`; otherwise `min(max_tokens, this)`.
     pub output_tokens: u32,
     /// Requests generating at once; more wait in a FIFO queue and count as waiting.
@@ -63,6 +73,10 @@ impl Default for SimConfig {
             flavor: MetricsFlavor::Vllm,
             ttft: Duration::from_millis(20),
             tpot: Duration::from_millis(5),
+            prefill_per_1k_tokens: Duration::ZERO,
+            batch_penalty: 0.0,
+            speed: 1.0,
+            cache_blocks: 4096,
             output_tokens: 16,
             max_running: 8,
             kv_per_request: 0.05,

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{MetricsFlavor, SimConfig};
+use crate::prefix::{PrefixCache, BLOCK_TOKENS};
 
 /// The knobs that can change while the worker runs (a snapshot of them).
 #[derive(Clone, Debug, PartialEq)]
@@ -25,8 +26,14 @@ pub struct Knobs {
     pub fail_rate: f64,
     /// Time to first token.
     pub ttft: Duration,
-    /// Time per output token after the first.
+    /// Time per output token after the first (one sequence running).
     pub tpot: Duration,
+    /// Prefill time per 1000 uncached prompt tokens.
+    pub prefill_per_1k_tokens: Duration,
+    /// Decode slowdown per extra running sequence.
+    pub batch_penalty: f64,
+    /// Divides every time (0.4 = a GPU at 0.4× speed).
+    pub speed: f64,
     /// Tokens generated when the request sets no `max_tokens`.
     pub output_tokens: u32,
     /// Status of `GET /health`.
@@ -49,6 +56,13 @@ pub struct SimStats {
     pub kv_cache_usage: f64,
     pub prompt_tokens_total: u64,
     pub generation_tokens_total: u64,
+    /// Prompt tokens looked up in the prefix cache (vLLM's `prefix_cache_queries`).
+    pub prefix_cache_queries_total: u64,
+    /// Of those, tokens found cached (vLLM's `prefix_cache_hits`).
+    pub prefix_cache_hits_total: u64,
+    /// Blocks in the prefix cache now, and the most it holds.
+    pub cache_blocks_used: usize,
+    pub cache_blocks: usize,
     pub last_body_len: u64,
     pub last_body_hash: u64,
     pub max_running: u32,
@@ -57,6 +71,9 @@ pub struct SimStats {
     pub fail_rate: f64,
     pub ttft_ms: u64,
     pub tpot_ms: u64,
+    pub prefill_ms_per_1k_tokens: u64,
+    pub batch_penalty: f64,
+    pub speed: f64,
     pub output_tokens: u32,
     pub health_status: u16,
     pub sleeping: bool,
@@ -81,6 +98,9 @@ pub struct SimControl {
     pub(crate) waiting: AtomicU64,
     prompt_tokens_total: AtomicU64,
     generation_tokens_total: AtomicU64,
+    cache: PrefixCache,
+    prefix_queries_total: AtomicU64,
+    prefix_hits_total: AtomicU64,
     last_body_len: AtomicU64,
     last_body_hash: AtomicU64,
     exit_on_die: AtomicBool,
@@ -124,6 +144,9 @@ impl SimControl {
                 fail_rate: cfg.fail_rate.clamp(0.0, 1.0),
                 ttft: cfg.ttft,
                 tpot: cfg.tpot,
+                prefill_per_1k_tokens: cfg.prefill_per_1k_tokens,
+                batch_penalty: valid_penalty(cfg.batch_penalty),
+                speed: valid_speed(cfg.speed),
                 output_tokens: cfg.output_tokens,
                 health_status: cfg.health_status,
                 sleeping: cfg.sleeping,
@@ -138,6 +161,9 @@ impl SimControl {
             waiting: AtomicU64::new(0),
             prompt_tokens_total: AtomicU64::new(0),
             generation_tokens_total: AtomicU64::new(0),
+            cache: PrefixCache::new(cfg.cache_blocks),
+            prefix_queries_total: AtomicU64::new(0),
+            prefix_hits_total: AtomicU64::new(0),
             last_body_len: AtomicU64::new(0),
             last_body_hash: AtomicU64::new(0),
             exit_on_die: AtomicBool::new(false),
@@ -206,6 +232,18 @@ impl SimControl {
     pub fn set_tpot(&self, tpot: Duration) {
         lock(&self.knobs).tpot = tpot;
     }
+    /// Prefill time per 1000 uncached prompt tokens, for requests that start from now on.
+    pub fn set_prefill_per_1k_tokens(&self, per_1k: Duration) {
+        lock(&self.knobs).prefill_per_1k_tokens = per_1k;
+    }
+    /// Decode slowdown per extra running sequence (negative or NaN: 0).
+    pub fn set_batch_penalty(&self, penalty: f64) {
+        lock(&self.knobs).batch_penalty = valid_penalty(penalty);
+    }
+    /// Speed of the simulated GPU (clamped to 0.01..=100; NaN: 1).
+    pub fn set_speed(&self, speed: f64) {
+        lock(&self.knobs).speed = valid_speed(speed);
+    }
     /// Tokens generated when a request sets no `max_tokens`.
     pub fn set_output_tokens(&self, n: u32) {
         lock(&self.knobs).output_tokens = n;
@@ -265,6 +303,14 @@ impl SimControl {
     pub fn generation_tokens_total(&self) -> u64 {
         self.generation_tokens_total.load(Ordering::Relaxed)
     }
+    /// Prompt tokens looked up in the prefix cache.
+    pub fn prefix_cache_queries_total(&self) -> u64 {
+        self.prefix_queries_total.load(Ordering::Relaxed)
+    }
+    /// Prompt tokens found in the prefix cache.
+    pub fn prefix_cache_hits_total(&self) -> u64 {
+        self.prefix_hits_total.load(Ordering::Relaxed)
+    }
     /// Length in bytes of the raw body of the most recent LLM POST.
     pub fn last_body_len(&self) -> u64 {
         self.last_body_len.load(Ordering::Relaxed)
@@ -289,6 +335,10 @@ impl SimControl {
             kv_cache_usage: self.kv_cache_usage(),
             prompt_tokens_total: self.prompt_tokens_total(),
             generation_tokens_total: self.generation_tokens_total(),
+            prefix_cache_queries_total: self.prefix_cache_queries_total(),
+            prefix_cache_hits_total: self.prefix_cache_hits_total(),
+            cache_blocks_used: self.cache.len(),
+            cache_blocks: self.cache.capacity(),
             last_body_len: self.last_body_len(),
             last_body_hash: self.last_body_hash(),
             max_running: self.max_running,
@@ -297,6 +347,9 @@ impl SimControl {
             fail_rate: k.fail_rate,
             ttft_ms: duration_ms(k.ttft),
             tpot_ms: duration_ms(k.tpot),
+            prefill_ms_per_1k_tokens: duration_ms(k.prefill_per_1k_tokens),
+            batch_penalty: k.batch_penalty,
+            speed: k.speed,
             output_tokens: k.output_tokens,
             health_status: k.health_status,
             sleeping: k.sleeping,
@@ -319,6 +372,20 @@ impl SimControl {
         self.generation_tokens_total
             .fetch_add(u64::from(generated), Ordering::Relaxed);
     }
+    /// A request's prefill starts: looks its `blocks` up in the prefix cache (and caches
+    /// them), counts the query and the hit like vLLM (in tokens), and returns the prompt
+    /// tokens found cached.
+    pub(crate) fn prefill(&self, blocks: &[u64], prompt_tokens: u32) -> u32 {
+        let matched = self.cache.prefill(blocks);
+        let hits = u32::try_from(matched.saturating_mul(BLOCK_TOKENS))
+            .unwrap_or(u32::MAX)
+            .min(prompt_tokens);
+        self.prefix_queries_total
+            .fetch_add(u64::from(prompt_tokens), Ordering::Relaxed);
+        self.prefix_hits_total
+            .fetch_add(u64::from(hits), Ordering::Relaxed);
+        hits
+    }
     pub(crate) fn record_failure(&self) {
         self.failed_total.fetch_add(1, Ordering::Relaxed);
     }
@@ -328,6 +395,22 @@ impl SimControl {
     /// Draws from the seeded RNG whether this request fails.
     pub(crate) fn roll_failure(&self, fail_rate: f64) -> bool {
         fail_rate > 0.0 && lock(&self.rng).f64() < fail_rate
+    }
+}
+
+fn valid_speed(speed: f64) -> f64 {
+    if speed.is_nan() {
+        1.0
+    } else {
+        speed.clamp(0.01, 100.0)
+    }
+}
+
+fn valid_penalty(penalty: f64) -> f64 {
+    if penalty.is_nan() {
+        0.0
+    } else {
+        penalty.clamp(0.0, 100.0)
     }
 }
 

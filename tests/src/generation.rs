@@ -33,8 +33,14 @@ pub(crate) struct Generation {
     pub finish_reason: &'static str,
     pub prompt_tokens: u32,
     pub include_usage: bool,
+    /// The prompt's blocks for the prefix cache.
+    pub blocks: Vec<u64>,
+    /// The timing knobs when the request arrived.
     pub ttft: Duration,
     pub tpot: Duration,
+    pub prefill_per_1k_tokens: Duration,
+    pub batch_penalty: f64,
+    pub speed: f64,
 }
 
 impl Generation {
@@ -55,14 +61,40 @@ impl Generation {
             finish_reason,
             prompt_tokens: req.prompt_tokens,
             include_usage: req.include_usage,
+            blocks: req.blocks.clone(),
             ttft: knobs.ttft,
             tpot: knobs.tpot,
+            prefill_per_1k_tokens: knobs.prefill_per_1k_tokens,
+            batch_penalty: knobs.batch_penalty,
+            speed: knobs.speed,
         }
     }
 
-    /// Wall time of the whole generation: `ttft + tpot × (n − 1)`.
-    pub fn duration(&self) -> Duration {
-        self.ttft + self.tpot.saturating_mul(self.n.saturating_sub(1))
+    /// Time to the first token when `cached` prompt tokens were in the prefix cache:
+    /// `(ttft + prefill_per_1k_tokens × uncached / 1000) / speed`.
+    pub fn first_token_after(&self, cached: u32) -> Duration {
+        let uncached = self.prompt_tokens.saturating_sub(cached);
+        let prefill = self
+            .prefill_per_1k_tokens
+            .mul_f64(f64::from(uncached) / 1000.0);
+        (self.ttft + prefill).div_f64(self.speed)
+    }
+
+    /// Time per output token with `running` sequences in the batch:
+    /// `tpot × (1 + batch_penalty × (running − 1)) / speed`.
+    pub fn token_time(&self, running: u64) -> Duration {
+        let extra = running.saturating_sub(1) as f64;
+        self.tpot
+            .mul_f64(1.0 + self.batch_penalty * extra)
+            .div_f64(self.speed)
+    }
+
+    /// Wall time of a whole non-streamed generation: first token, then `n − 1` tokens.
+    pub fn duration(&self, cached: u32, running: u64) -> Duration {
+        self.first_token_after(cached)
+            + self
+                .token_time(running)
+                .saturating_mul(self.n.saturating_sub(1))
     }
 
     /// `"tok0 tok1 …"`: the full output text.
@@ -158,5 +190,54 @@ impl Generation {
             map.insert("usage".to_string(), self.usage());
         }
         chunk
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SimConfig;
+    use crate::control::SimControl;
+    use crate::request::parse;
+
+    fn planned(knobs: impl FnOnce(&mut Knobs), words: usize) -> Generation {
+        let control = SimControl::new(&SimConfig::default());
+        let mut k = control.knobs();
+        k.ttft = Duration::from_millis(20);
+        k.tpot = Duration::from_millis(10);
+        knobs(&mut k);
+        let prompt = vec!["w"; words].join(" ");
+        let body = serde_json::json!({"model": "m", "prompt": prompt, "max_tokens": 5});
+        let req = parse(Endpoint::Completion, body.to_string().as_bytes()).unwrap();
+        Generation::plan(&req, &k)
+    }
+
+    /// Whole milliseconds (the f64 arithmetic of `mul_f64` may land a nanosecond off).
+    fn ms(d: Duration) -> u64 {
+        (d.as_secs_f64() * 1000.0).round() as u64
+    }
+
+    #[test]
+    fn prefill_is_charged_only_for_uncached_tokens() {
+        let g = planned(
+            |k| k.prefill_per_1k_tokens = Duration::from_millis(100),
+            2000,
+        );
+        assert_eq!(ms(g.first_token_after(0)), 220);
+        assert_eq!(ms(g.first_token_after(1500)), 70);
+        assert_eq!(ms(g.first_token_after(5000)), 20);
+    }
+
+    #[test]
+    fn decode_slows_with_the_batch_and_speed_scales_everything() {
+        let g = planned(|k| k.batch_penalty = 0.5, 10);
+        assert_eq!(ms(g.token_time(0)), 10);
+        assert_eq!(ms(g.token_time(1)), 10);
+        assert_eq!(ms(g.token_time(3)), 20);
+        // 20 ms first token + 4 more tokens at 20 ms with 3 running.
+        assert_eq!(ms(g.duration(0, 3)), 100);
+        let slow = planned(|k| k.speed = 0.5, 10);
+        assert_eq!(ms(slow.first_token_after(0)), 40);
+        assert_eq!(ms(slow.token_time(4)), 20);
     }
 }

@@ -4,8 +4,11 @@
 //! `vllm serve`'s OpenAI-compatible server, without a GPU or a model: chat/completions/embeddings
 //! with vLLM's JSON and SSE shapes, `/v1/models`, `/version`, `/health`, and a `/metrics` page
 //! with live `vllm:*` (or `lmdeploy:*`) gauges. Latency (time to first token, time per output
-//! token), batch size with a FIFO waiting queue, KV-cache usage and faults (forced status,
-//! hangs, random 500s, crashes, restarts) are simulated so that gateway tests, demos and
+//! token), batch size with a FIFO waiting queue, KV-cache usage, vLLM's automatic prefix
+//! caching (an LRU of hash-chained 16-token blocks: prefill is charged only for the uncached
+//! tokens, hits are counted like `vllm:prefix_cache_hits_total`), decode slowing down as the
+//! batch grows, a GPU speed factor, and faults (forced status, hangs, random 500s, crashes,
+//! restarts) are simulated so that gateway tests, demos and
 //! benchmarks can exercise routing and protection against a realistic fleet.
 //!
 //! ## Where to start
@@ -32,9 +35,9 @@
 //! ```
 //!
 //! Module map: `config` (static settings) · `control` (knobs + counters) · `queue` (running /
-//! waiting slots) · `request` (body validation) · `generation` (response shapes and timing) ·
-//! `sse` (streaming body) · `openai` (handlers) · `metrics` · `admin` (`/sim/*`) · `router` ·
-//! `serve` (accept loop) · `handle` (spawn, kill, restart).
+//! waiting slots) · `request` (body validation) · `prefix` (the prefix cache) · `generation`
+//! (response shapes and timing) · `sse` (streaming body) · `openai` (handlers) · `metrics` ·
+//! `admin` (`/sim/*`) · `router` · `serve` (accept loop) · `handle` (spawn, kill, restart).
 
 #![forbid(unsafe_code)]
 
@@ -46,6 +49,7 @@ mod generation;
 mod handle;
 mod metrics;
 mod openai;
+mod prefix;
 mod queue;
 mod request;
 mod router;
@@ -58,6 +62,7 @@ mod tests;
 pub use config::{MetricsFlavor, SimConfig};
 pub use control::{Knobs, SimControl, SimStats};
 pub use handle::{spawn, spawn_on, SimHandle};
+pub use prefix::BLOCK_TOKENS;
 pub use router::SIM_NAME_HEADER;
 
 /// FNV-1a 64-bit hash; [`SimControl::last_body_hash`] is this over the raw request body, so a

@@ -44,9 +44,21 @@ struct Args {
     /// Time to first token, in milliseconds.
     #[arg(long, default_value_t = 20)]
     ttft_ms: u64,
-    /// Time per output token after the first, in milliseconds.
+    /// Time per output token after the first, in milliseconds (one sequence running).
     #[arg(long, default_value_t = 5)]
     tpot_ms: u64,
+    /// Prefill time per 1000 prompt tokens not in the prefix cache, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    prefill_ms_per_1k_tokens: u64,
+    /// Decode slowdown per extra running sequence: time per token ×(1 + this × (running − 1)).
+    #[arg(long, default_value_t = 0.0)]
+    batch_penalty: f64,
+    /// Speed of the simulated GPU; every time is divided by it (0.4 = a slower GPU).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Prefix-cache size in blocks of 16 tokens (0 = no prefix caching).
+    #[arg(long, default_value_t = 4096)]
+    cache_blocks: usize,
     /// Tokens generated when a request has no max_tokens.
     #[arg(long, default_value_t = 16)]
     output_tokens: u32,
@@ -94,6 +106,10 @@ impl Args {
             },
             ttft: Duration::from_millis(self.ttft_ms),
             tpot: Duration::from_millis(self.tpot_ms),
+            prefill_per_1k_tokens: Duration::from_millis(self.prefill_ms_per_1k_tokens),
+            batch_penalty: self.batch_penalty,
+            speed: self.speed,
+            cache_blocks: self.cache_blocks,
             output_tokens: self.output_tokens,
             max_running: self.max_running,
             kv_per_request: self.kv_per_request,

@@ -44,14 +44,16 @@ pub(crate) fn render_vllm(c: &SimControl) -> String {
     let sleeping = if c.knobs().sleeping { 1.0 } else { 0.0 };
     let mut out = String::new();
     #[rustfmt::skip]
-    let rows: [(&str, &str, &str, String, f64); 7] = [
+    let rows: [(&str, &str, &str, String, f64); 9] = [
         ("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", model.clone(), c.running() as f64),
         ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", model.clone(), c.waiting() as f64),
         ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", model.clone(), c.kv_cache_usage()),
         ("vllm:engine_sleep_state", "gauge", "Engine sleep state; weights_offloaded = 1 means the engine sleeps.", format!("{model},sleep_state=\"weights_offloaded\""), sleeping),
         ("vllm:request_success_total", "counter", "Count of successfully processed requests.", model.clone(), c.completed_total() as f64),
         ("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", model.clone(), c.prompt_tokens_total() as f64),
-        ("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", model, c.generation_tokens_total() as f64),
+        ("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", model.clone(), c.generation_tokens_total() as f64),
+        ("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", model.clone(), c.prefix_cache_queries_total() as f64),
+        ("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", model, c.prefix_cache_hits_total() as f64),
     ];
     for (name, kind, help, labels, value) in rows {
         family(&mut out, name, kind, help, &labels, value);

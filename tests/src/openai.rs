@@ -85,7 +85,8 @@ async fn generate(control: Arc<SimControl>, endpoint: Endpoint, body: &[u8]) -> 
             .into_response();
     }
     let slot = admit(&control).await;
-    sleep(generation.duration()).await;
+    let cached = control.prefill(&generation.blocks, generation.prompt_tokens);
+    sleep(generation.duration(cached, control.running())).await;
     drop(slot);
     control.record_success(generation.prompt_tokens, generation.n);
     Json(generation.response()).into_response()
@@ -98,7 +99,7 @@ pub(crate) async fn embeddings(State(control): Ctl, body: Bytes) -> Response {
         Err(response) => return response,
     };
     let slot = admit(&control).await;
-    sleep(knobs.ttft).await;
+    sleep(knobs.ttft.div_f64(knobs.speed)).await;
     drop(slot);
     control.record_success(request.prompt_tokens, 0);
     let data: Vec<Value> = request

@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::prefix::BlockHasher;
+
 /// Which OpenAI endpoint a body was posted to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
@@ -24,6 +26,9 @@ pub(crate) struct LlmRequest {
     pub prompt_tokens: u32,
     /// Embedding inputs, one text per vector (empty for the generating endpoints).
     pub inputs: Vec<String>,
+    /// The prompt's full blocks for the prefix cache (chat: each message's role, then its
+    /// words; completions: the words or token ids; embeddings: none).
+    pub blocks: Vec<u64>,
 }
 
 /// Parses `body` as a request for `endpoint`.
@@ -52,9 +57,16 @@ pub(crate) fn parse(endpoint: Endpoint, body: &[u8]) -> Result<LlmRequest, Strin
         Endpoint::Completion => optional_count(&obj, "max_tokens")?,
         Endpoint::Embedding => None,
     };
+    let mut blocks = BlockHasher::default();
     let (words, inputs) = match endpoint {
-        Endpoint::Chat => (chat_words(required(&obj, "messages")?)?, Vec::new()),
-        Endpoint::Completion => (prompt_words(required(&obj, "prompt")?)?, Vec::new()),
+        Endpoint::Chat => (
+            chat_words(required(&obj, "messages")?, &mut blocks)?,
+            Vec::new(),
+        ),
+        Endpoint::Completion => (
+            prompt_words(required(&obj, "prompt")?, &mut blocks)?,
+            Vec::new(),
+        ),
         Endpoint::Embedding => {
             let inputs = embedding_inputs(required(&obj, "input")?)?;
             let words = inputs.iter().map(|t| word_count(t)).sum();
@@ -69,6 +81,7 @@ pub(crate) fn parse(endpoint: Endpoint, body: &[u8]) -> Result<LlmRequest, Strin
         max_tokens,
         prompt_tokens: saturate(words).max(1),
         inputs,
+        blocks: blocks.finish(),
     })
 }
 
@@ -107,8 +120,9 @@ fn saturate(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Words in all message contents (string content or text parts).
-fn chat_words(messages: &Value) -> Result<usize, String> {
+/// Words in all message contents (string content or text parts), fed to `blocks` after each
+/// message's role marker.
+fn chat_words(messages: &Value, blocks: &mut BlockHasher) -> Result<usize, String> {
     let Value::Array(messages) = messages else {
         return Err("Field `messages` must be a list of messages.".to_string());
     };
@@ -117,13 +131,21 @@ fn chat_words(messages: &Value) -> Result<usize, String> {
         let Value::Object(message) = message else {
             return Err(format!("`messages[{i}]` must be an object."));
         };
+        let role = message.get("role").and_then(Value::as_str).unwrap_or("");
+        blocks.push(&format!("<|{role}|>"));
         words += match message.get("content") {
             None | Some(Value::Null) => 0,
-            Some(Value::String(s)) => word_count(s),
+            Some(Value::String(s)) => {
+                blocks.push_words(s);
+                word_count(s)
+            }
             Some(Value::Array(parts)) => parts
                 .iter()
                 .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .map(word_count)
+                .map(|t| {
+                    blocks.push_words(t);
+                    word_count(t)
+                })
                 .sum(),
             Some(_) => {
                 return Err(format!(
@@ -135,17 +157,30 @@ fn chat_words(messages: &Value) -> Result<usize, String> {
     Ok(words)
 }
 
-/// Words of a completion prompt: a string, a list of strings, or token ids (one word each).
-fn prompt_words(prompt: &Value) -> Result<usize, String> {
+/// Words of a completion prompt: a string, a list of strings, or token ids (one word each),
+/// fed to `blocks`.
+fn prompt_words(prompt: &Value, blocks: &mut BlockHasher) -> Result<usize, String> {
     const MSG: &str =
         "Field `prompt` must be a string, a list of strings, or a list of token-id lists.";
     match prompt {
-        Value::String(s) => Ok(word_count(s)),
+        Value::String(s) => {
+            blocks.push_words(s);
+            Ok(word_count(s))
+        }
         Value::Array(items) => items.iter().try_fold(0usize, |acc, item| {
             let n = match item {
-                Value::String(s) => word_count(s),
-                Value::Number(_) => 1,
-                Value::Array(ids) if ids.iter().all(Value::is_number) => ids.len(),
+                Value::String(s) => {
+                    blocks.push_words(s);
+                    word_count(s)
+                }
+                Value::Number(id) => {
+                    blocks.push(&id.to_string());
+                    1
+                }
+                Value::Array(ids) if ids.iter().all(Value::is_number) => {
+                    ids.iter().for_each(|id| blocks.push(&id.to_string()));
+                    ids.len()
+                }
                 _ => return Err(MSG.to_string()),
             };
             Ok(acc + n)
@@ -199,6 +234,41 @@ mod tests {
         assert_eq!(r.prompt_tokens, 5);
         assert_eq!(r.max_tokens, Some(3));
         assert!(r.stream && r.include_usage);
+    }
+
+    #[test]
+    fn chat_prompts_are_blocked_with_their_roles() {
+        let ctx = "w ".repeat(40);
+        let ask = |q: &str, role: &str| {
+            let body = serde_json::json!({"model": "m", "messages": [
+                {"role": "system", "content": ctx},
+                {"role": role, "content": q},
+            ]});
+            parse(Endpoint::Chat, body.to_string().as_bytes())
+                .expect("valid")
+                .blocks
+        };
+        let a = ask("first question", "user");
+        let b = ask("another one entirely", "user");
+        // 1 role marker + 40 words = 2 full blocks of the shared context, then the question.
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[..2], b[..2]);
+        let long_a = ask(&"q ".repeat(20), "user");
+        let long_b = ask(&"q ".repeat(20), "assistant");
+        assert_eq!(long_a[..2], long_b[..2]);
+        assert_ne!(long_a[2], long_b[2], "the role is part of the prompt");
+        let r = parse(
+            Endpoint::Completion,
+            br#"{"model":"m","prompt":[[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]]}"#,
+        )
+        .expect("ids");
+        assert_eq!(r.blocks.len(), 1);
+        let r = parse(
+            Endpoint::Embedding,
+            br#"{"model":"m","input":"a b c d e f g h i j k l m n o p q"}"#,
+        )
+        .expect("ok");
+        assert!(r.blocks.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `text/event-stream` body of a streaming chat/completion, event for event like vLLM:
-//! (queue for a slot) → after ttft the role chunk (chat) and the first token → one token chunk
-//! every tpot → the `finish_reason` chunk → the usage chunk (only with
+//! (queue for a slot) → after the prefill (ttft plus the uncached prompt tokens) the role
+//! chunk (chat) and the first token → one token chunk per token time (longer while more
+//! sequences run) → the `finish_reason` chunk → the usage chunk (only with
 //! `stream_options.include_usage`) → `data: [DONE]`.
 //!
 //! The stream owns its batch slot, so when the client goes away and the server drops the body,
@@ -35,7 +36,8 @@ struct SseState {
     generation: Generation,
     phase: Phase,
     slot: Option<RunningGuard>,
-    first_token_at: Instant,
+    /// When the latest token was due.
+    token_at: Instant,
     finished: bool,
 }
 
@@ -59,8 +61,11 @@ impl SseState {
             match self.phase {
                 Phase::Queue => {
                     self.slot = Some(admit(&self.control).await);
-                    sleep(self.generation.ttft).await;
-                    self.first_token_at = Instant::now();
+                    let cached = self
+                        .control
+                        .prefill(&self.generation.blocks, self.generation.prompt_tokens);
+                    sleep(self.generation.first_token_after(cached)).await;
+                    self.token_at = Instant::now();
                     self.phase = if self.generation.chat {
                         Phase::Role
                     } else {
@@ -73,8 +78,8 @@ impl SseState {
                 }
                 Phase::Token(i) if i < self.generation.n => {
                     if i > 0 {
-                        sleep_until(self.first_token_at + self.generation.tpot.saturating_mul(i))
-                            .await;
+                        self.token_at += self.generation.token_time(self.control.running());
+                        sleep_until(self.token_at).await;
                     }
                     self.phase = Phase::Token(i + 1);
                     return Some(event(&self.generation.token_chunk(i)));
@@ -116,7 +121,7 @@ pub(crate) fn event_stream(
         generation,
         phase: Phase::Queue,
         slot: None,
-        first_token_at: Instant::now(),
+        token_at: Instant::now(),
         finished: false,
     };
     stream::unfold(state, |mut state| async move {

@@ -1,6 +1,7 @@
 //! Tests that run the simulator on port 0 and talk to it over real sockets.
 
 mod api;
+mod cache;
 mod client;
 mod faults;
 mod streaming;
