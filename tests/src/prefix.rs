@@ -105,11 +105,6 @@ impl PrefixCache {
             .len()
     }
 
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Prefills a prompt of `blocks`: returns how many leading blocks were cached already,
     /// then caches all of them as the most recently used (evicting the least recent beyond
     /// the capacity).
@@ -213,7 +208,7 @@ mod tests {
         let a = blocks(BLOCK_TOKENS * 4, "a");
         off.prefill(&a);
         assert_eq!(off.prefill(&a), 0);
-        assert!(off.is_empty());
+        assert_eq!(off.len(), 0);
         let small = PrefixCache::new(2);
         small.prefill(&a);
         assert_eq!(small.prefill(&a), 2);
