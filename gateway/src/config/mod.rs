@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `[server]` | [`server`] |
 //! | `[[workers]]` | [`workers`] |
-//! | `[routing]` (+ `.p2c`, `.consistent_hash`, `.adaptive`) | [`routing`] |
+//! | `[routing]` (+ `.p2c`, `.consistent_hash`, `.adaptive`, `.cache_aware`) | [`routing`] |
 //! | `[limits]` | [`limits`] |
 //! | `[health]` | [`health`] |
 //! | `[upstream]` | [`upstream`] |
@@ -46,7 +46,9 @@ pub use health::HealthConfig;
 pub use limits::LimitsConfig;
 pub use rate_limit::RateLimitConfig;
 pub use retry::RetryConfig;
-pub use routing::{AdaptiveConfig, ConsistentHashConfig, P2cConfig, RoutingConfig};
+pub use routing::{
+    AdaptiveConfig, CacheAwareConfig, ConsistentHashConfig, P2cConfig, RoutingConfig,
+};
 pub use scheduler::{KeySlo, QueuePolicy, SchedulerConfig};
 pub use server::ServerConfig;
 pub use sessions::SessionsConfig;

@@ -66,6 +66,7 @@ pub(super) async fn admit(
     let req = session.req_header();
     ctx.info = parse(req, &ctx.config, endpoint, &bytes, translated.as_ref())?;
     ctx.hints.affinity = ctx.info.affinity;
+    ctx.hints.prompt = ctx.info.prompt.clone();
     (ctx.priority, ctx.slo_ms) = queue_class(req, &ctx.info, &ctx.config)?;
     limit(gw, user_key(session, &ctx.info))?;
     known_model(gw, &ctx.info)?;
@@ -144,6 +145,10 @@ fn parse(
             .and_then(|v| v.to_str().ok()),
         api_key: auth::api_key(&req.headers),
         prefix_bytes: cfg.routing.consistent_hash.prefix_bytes,
+        prefixes: cfg
+            .routing
+            .uses_prefixes()
+            .then_some(&cfg.routing.cache_aware),
     };
     request::parse(parse_as, body, keys)
 }

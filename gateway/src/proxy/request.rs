@@ -10,9 +10,13 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use std::sync::Arc;
+
 use super::route::Endpoint;
+use crate::config::CacheAwareConfig;
 use crate::edge::check_model;
 use crate::error::GatewayError;
+use crate::routing::prefix_index::Prompt;
 use crate::routing::rng::hash_bytes;
 
 /// Routing facts of one request.
@@ -28,6 +32,8 @@ pub struct RequestInfo {
     pub session_id: Option<String>,
     /// The body's `priority` field (the gateway queue's class; also passed on to the worker).
     pub priority: Option<i64>,
+    /// The prompt's chunk hashes for the cache-aware policies (only when they are in use).
+    pub prompt: Option<Arc<Prompt>>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +54,10 @@ struct Probe<'a> {
     prompt: Option<&'a RawValue>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
 }
 
 /// Header-side inputs of the affinity key.
@@ -59,6 +69,8 @@ pub struct KeySources<'a> {
     pub api_key: Option<&'a str>,
     /// Prompt bytes used when nothing else identifies the conversation.
     pub prefix_bytes: usize,
+    /// When set, the prompt is cut into chunk hashes for the cache-aware policies.
+    pub prefixes: Option<&'a CacheAwareConfig>,
 }
 
 fn is_null(raw: Option<&RawValue>) -> bool {
@@ -121,12 +133,33 @@ pub fn parse(
         ));
     }
     let prompt = raw.or(probe.messages).or(probe.prompt).or(probe.input);
+    let prompt_chunks = keys.prefixes.zip(raw).and_then(|(c, text)| {
+        // Embeddings have no prefix cache to find.
+        (endpoint != Endpoint::Embeddings).then(|| {
+            let decode = probe
+                .max_completion_tokens
+                .or(probe.max_tokens)
+                .and_then(|r| r.get().parse::<u64>().ok())
+                .map_or(c.default_decode_tokens, |n| {
+                    n.min(u64::from(u32::MAX)) as u32
+                });
+            let model = model.as_deref().unwrap_or("");
+            Prompt::new(
+                model,
+                text.get().as_bytes(),
+                c.chunk_bytes,
+                c.bytes_per_token,
+                decode,
+            )
+        })
+    });
     Ok(RequestInfo {
         model,
         stream: probe.stream.unwrap_or(false),
         user: nonempty(probe.user.as_deref()).map(|u| hash_bytes(u.as_bytes())),
         session_id: nonempty(probe.session_id.as_deref()).map(str::to_string),
         priority: probe.priority,
+        prompt: prompt_chunks,
         affinity: affinity(
             probe.session_id.as_deref(),
             probe.user.as_deref(),
@@ -294,11 +327,41 @@ mod tests {
     }
 
     #[test]
+    fn prompt_chunks_only_when_a_cache_aware_policy_asks() {
+        let cfg = CacheAwareConfig::default();
+        let with = KeySources {
+            prefixes: Some(&cfg),
+            ..keys()
+        };
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":7}"#;
+        let p = parse(Endpoint::Chat, body, with).unwrap().prompt.unwrap();
+        assert_eq!(p.chunks.len(), 1);
+        assert_eq!(p.decode_tokens, 7);
+        assert!(parse(Endpoint::Chat, body, keys())
+            .unwrap()
+            .prompt
+            .is_none());
+        // A max_tokens the worker will refuse is not the gateway's to judge: default work.
+        let odd = br#"{"model":"m","prompt":"hello","max_tokens":"lots"}"#;
+        let p = parse(Endpoint::Completions, odd, with)
+            .unwrap()
+            .prompt
+            .unwrap();
+        assert_eq!(p.decode_tokens, cfg.default_decode_tokens);
+        let emb = br#"{"model":"m","input":"hello"}"#;
+        assert!(parse(Endpoint::Embeddings, emb, with)
+            .unwrap()
+            .prompt
+            .is_none());
+    }
+
+    #[test]
     fn affinity_precedence() {
         let k = KeySources {
             session_header: Some("s1"),
             api_key: Some("k"),
             prefix_bytes: 8,
+            prefixes: None,
         };
         let by_header = affinity(Some("other"), Some("u"), k, Some("p"));
         let by_field = affinity(

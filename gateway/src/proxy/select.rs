@@ -85,7 +85,12 @@ pub(crate) async fn dispatch(
     state.count_selection(policy.strategy());
     ctx.tried.push(worker.uid);
     ctx.admission = Some(admission);
-    ctx.guard = Some(LoadGuard::new(worker.clone()));
+    let work = ctx
+        .hints
+        .prompt
+        .as_ref()
+        .map_or(0, |p| u64::from(p.tokens) + u64::from(p.decode_tokens));
+    ctx.guard = Some(LoadGuard::with_work(worker.clone(), work));
     ctx.worker = Some(worker.clone());
     ctx.dispatched_at = Some(std::time::Instant::now());
     Ok(worker)

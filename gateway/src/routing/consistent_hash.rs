@@ -100,6 +100,7 @@ mod tests {
         RouteHints {
             prefer: None,
             affinity: Some(hash_bytes(&k.to_le_bytes())),
+            ..Default::default()
         }
     }
 

@@ -1,4 +1,4 @@
-//! Routing: seven policies behind one small trait, built by one factory from the config tag.
+//! Routing: eight policies behind one small trait, built by one factory from the config tag.
 //!
 //! The pool decides *which workers may* take a request ([`crate::worker::pool::Pool::eligible`]:
 //! routable, serves the model, not yet tried); a policy only decides *which one of those*.
@@ -12,12 +12,17 @@
 //! | `p2c_kv` | [`p2c_kv`] | two random candidates, lower load/KV/latency/error cost wins |
 //! | `consistent_hash` | [`consistent_hash`] | hash ring with virtual nodes over an affinity key |
 //! | `adaptive` | [`adaptive`] | ε-greedy over learned per-token latency |
+//! | `cache_aware` | [`cache_aware`] | longest cached prompt prefix within a load bound, else least work |
+//!
+//! `cache_aware` and `p2c_kv` learn where prompt prefixes went in a [`prefix_index`].
 
 pub mod adaptive;
+pub mod cache_aware;
 pub mod consistent_hash;
 pub mod least_connections;
 pub mod least_queue;
 pub mod p2c_kv;
+pub mod prefix_index;
 pub mod rng;
 pub mod round_robin;
 pub mod weighted_round_robin;
@@ -25,6 +30,7 @@ pub mod weighted_round_robin;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::config::RoutingConfig;
 use crate::worker::pool::Pool;
@@ -45,6 +51,7 @@ pub enum Strategy {
     P2cKv,
     ConsistentHash,
     Adaptive,
+    CacheAware,
 }
 
 impl Strategy {
@@ -57,6 +64,7 @@ impl Strategy {
         Strategy::P2cKv,
         Strategy::ConsistentHash,
         Strategy::Adaptive,
+        Strategy::CacheAware,
     ];
 
     /// Position in [`Strategy::ALL`] (declaration order, tested).
@@ -73,6 +81,7 @@ impl Strategy {
             Strategy::P2cKv => "p2c_kv",
             Strategy::ConsistentHash => "consistent_hash",
             Strategy::Adaptive => "adaptive",
+            Strategy::CacheAware => "cache_aware",
         }
     }
 }
@@ -102,13 +111,16 @@ impl FromStr for Strategy {
 }
 
 /// Request facts a policy may use.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RouteHints {
     /// Hash of the affinity key (session, user, API key or prompt prefix), if any.
     pub affinity: Option<u64>,
     /// A worker (uid) to take whenever it is eligible, before any policy: a session's worker,
     /// whose prefix cache holds the conversation.
     pub prefer: Option<u64>,
+    /// The prompt's chunk hashes and size, for the cache-aware policies (computed only when
+    /// the strategy uses them).
+    pub prompt: Option<Arc<prefix_index::Prompt>>,
 }
 
 /// A routing policy. Implementations are cheap to call and never block.
@@ -127,6 +139,11 @@ pub trait Policy: Send + Sync + fmt::Debug {
 
     /// Learn from a finished request. Default: nothing (only `adaptive` learns).
     fn observe(&self, _worker: &Worker, _outcome: &Outcome) {}
+
+    /// The policy's prefix index, when it keeps one (`cache_aware`, `p2c_kv`).
+    fn prefix_index(&self) -> Option<&prefix_index::PrefixIndex> {
+        None
+    }
 }
 
 /// The one place a config tag becomes a policy.
@@ -138,11 +155,16 @@ pub fn build(cfg: &RoutingConfig) -> Box<dyn Policy> {
         }
         Strategy::LeastQueue => Box::new(least_queue::LeastQueue::default()),
         Strategy::LeastConnections => Box::new(least_connections::LeastConnections::default()),
-        Strategy::P2cKv => Box::new(p2c_kv::P2cKv::new(cfg.p2c.clone(), cfg.seed)),
+        Strategy::P2cKv => Box::new(p2c_kv::P2cKv::new(
+            cfg.p2c.clone(),
+            cfg.cache_aware.max_entries,
+            cfg.seed,
+        )),
         Strategy::ConsistentHash => Box::new(consistent_hash::ConsistentHash::new(
             cfg.consistent_hash.virtual_nodes,
         )),
         Strategy::Adaptive => Box::new(adaptive::Adaptive::new(cfg.adaptive.clone(), cfg.seed)),
+        Strategy::CacheAware => Box::new(cache_aware::CacheAware::new(cfg.cache_aware.clone())),
     }
 }
 

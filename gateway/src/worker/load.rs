@@ -14,6 +14,8 @@ use super::Worker;
 #[derive(Debug, Default)]
 pub struct Load {
     inflight: AtomicU32,
+    /// Prompt + decode tokens of this gateway's requests in flight (cache-aware routing).
+    work: AtomicU64,
     dispatched: AtomicU64,
     completed: AtomicU64,
     scraped: AtomicBool,
@@ -57,6 +59,10 @@ pub struct ScrapeMark {
 impl Load {
     pub fn inflight(&self) -> u32 {
         self.inflight.load(Relaxed)
+    }
+    /// Estimated tokens (prompt + decode) of this gateway's requests in flight here.
+    pub fn work(&self) -> u64 {
+        self.work.load(Relaxed)
     }
 
     pub fn mark(&self) -> ScrapeMark {
@@ -132,13 +138,21 @@ impl Load {
 #[derive(Debug)]
 pub struct LoadGuard {
     worker: Arc<Worker>,
+    work: u64,
 }
 
 impl LoadGuard {
+    #[cfg(test)]
     pub fn new(worker: Arc<Worker>) -> Self {
+        Self::with_work(worker, 0)
+    }
+
+    /// The token, counting `work` estimated tokens in flight on the worker until dropped.
+    pub fn with_work(worker: Arc<Worker>, work: u64) -> Self {
         worker.load.inflight.fetch_add(1, Relaxed);
         worker.load.dispatched.fetch_add(1, Relaxed);
-        Self { worker }
+        worker.load.work.fetch_add(work, Relaxed);
+        Self { worker, work }
     }
 
     pub fn worker(&self) -> &Arc<Worker> {
@@ -149,6 +163,7 @@ impl LoadGuard {
 impl Drop for LoadGuard {
     fn drop(&mut self) {
         self.worker.load.inflight.fetch_sub(1, Relaxed);
+        self.worker.load.work.fetch_sub(self.work, Relaxed);
         self.worker.load.completed.fetch_add(1, Relaxed);
     }
 }

@@ -1,0 +1,262 @@
+//! Which workers recently served which prompt prefixes, learnt from the requests this gateway
+//! routes — tokenizer-free, so it works for any model behind any engine.
+//!
+//! A prompt (the raw JSON of `messages` or `prompt`, as the client sent it) is cut into
+//! chunks of `chunk_bytes`; each chunk is named by a hash chained over the model and every
+//! chunk before it ([`Prompt::new`]), so two prompts share the hash of chunk *k* exactly when
+//! they agree on their first *k* + 1 chunks. The index maps a chunk hash to the few workers
+//! (at most [`HOLDERS`], the most recent first) that were sent a prompt with that prefix; a
+//! lookup walks the chunks from the start and tells, per candidate worker, how many leading
+//! chunks it holds — the length of the prefix its engine most likely still has in its KV
+//! cache.
+//!
+//! Memory is bounded: [`SHARDS`] shards, each holding at most `max_entries / SHARDS` entries
+//! in two generations (new entries go to the young one; when it is half full the old one is
+//! dropped and the young one becomes old; an entry used again moves back to the young one),
+//! an LRU approximation with O(1) work per chunk. Each shard has its own lock, held for one
+//! map operation, so requests never wait on one global lock. A worker that left the pool is
+//! [`PrefixIndex::forget`]-ed.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::rng::mix64;
+
+/// Shards of the index (a power of two).
+pub const SHARDS: usize = 64;
+/// Workers remembered per prefix chunk.
+pub const HOLDERS: usize = 4;
+
+/// What the cache-aware policies know of one request's prompt.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Prompt {
+    /// Chained chunk hashes, in prompt order (the last, partial chunk included).
+    pub chunks: Vec<u64>,
+    /// Bytes per chunk.
+    pub chunk_bytes: usize,
+    /// Estimated prompt tokens (`bytes / bytes_per_token`).
+    pub tokens: u32,
+    /// Tokens the request may generate (`max_tokens`, else a configured default).
+    pub decode_tokens: u32,
+}
+
+impl Prompt {
+    /// The prompt `text` of a request for `model`, estimated at `bytes_per_token`.
+    pub fn new(
+        model: &str,
+        text: &[u8],
+        chunk_bytes: usize,
+        bytes_per_token: f64,
+        decode_tokens: u32,
+    ) -> Arc<Prompt> {
+        let chunk_bytes = chunk_bytes.max(8);
+        let mut chain = mix64(super::rng::hash_bytes(model.as_bytes()));
+        let chunks = text
+            .chunks(chunk_bytes)
+            .map(|chunk| {
+                chain = hash_chunk(chain, chunk);
+                chain
+            })
+            .collect();
+        let tokens = (text.len() as f64 / bytes_per_token.max(0.1)).ceil();
+        Arc::new(Prompt {
+            chunks,
+            chunk_bytes,
+            tokens: tokens.min(u32::MAX as f64) as u32,
+            decode_tokens,
+        })
+    }
+
+    /// Estimated prompt tokens covered by the first `chunks` chunks.
+    pub fn tokens_in(&self, chunks: u32) -> u32 {
+        if self.chunks.is_empty() {
+            return 0;
+        }
+        let share = f64::from(chunks) / self.chunks.len() as f64;
+        ((f64::from(self.tokens) * share).round() as u32).min(self.tokens)
+    }
+}
+
+/// Hash of one chunk, seeded with the previous chunk's hash: 8 bytes per step.
+fn hash_chunk(seed: u64, chunk: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = seed ^ (chunk.len() as u64).wrapping_mul(K);
+    let mut words = chunk.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        h = (h ^ v).wrapping_mul(K).rotate_left(29);
+    }
+    let mut tail = [0u8; 8];
+    let rest = words.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    mix64(h)
+}
+
+/// The keys are hashes already: use them as they are.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Map = HashMap<u64, Holders, BuildHasherDefault<Identity>>;
+
+/// The workers (uids) that hold one prefix chunk, the most recent first.
+#[derive(Clone, Copy, Debug, Default)]
+struct Holders {
+    uids: [u64; HOLDERS],
+    len: u8,
+}
+
+impl Holders {
+    fn as_slice(&self) -> &[u64] {
+        &self.uids[..self.len as usize]
+    }
+
+    fn contains(&self, uid: u64) -> bool {
+        self.as_slice().contains(&uid)
+    }
+
+    /// Put `uid` first (the oldest holder falls off when full).
+    fn touch(&mut self, uid: u64) {
+        let len = self.len as usize;
+        let at = self.as_slice().iter().position(|&u| u == uid);
+        let end = match at {
+            Some(i) => i,
+            None if len < HOLDERS => {
+                self.len += 1;
+                len
+            }
+            None => HOLDERS - 1,
+        };
+        self.uids.copy_within(0..end, 1);
+        self.uids[0] = uid;
+    }
+
+    /// Drop `uid`; whether any holder is left.
+    fn remove(&mut self, uid: u64) -> bool {
+        if let Some(i) = self.as_slice().iter().position(|&u| u == uid) {
+            let len = self.len as usize;
+            self.uids.copy_within(i + 1..len, i);
+            self.len -= 1;
+        }
+        self.len > 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    young: Map,
+    old: Map,
+}
+
+/// The prefix index of one routing policy.
+#[derive(Debug)]
+pub struct PrefixIndex {
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries per generation of one shard.
+    generation_cap: usize,
+}
+
+impl PrefixIndex {
+    /// An index of at most about `max_entries` prefix chunks.
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            generation_cap: (max_entries / SHARDS / 2).max(1),
+        }
+    }
+
+    fn shard(&self, chunk: u64) -> &Mutex<Shard> {
+        &self.shards[(chunk >> 58) as usize % SHARDS]
+    }
+
+    /// For each of `uids`, how many leading chunks of `chunks` it holds.
+    pub fn lookup(&self, chunks: &[u64], uids: &[u64]) -> Vec<u32> {
+        let mut depth = vec![0u32; uids.len()];
+        for (i, &chunk) in chunks.iter().enumerate() {
+            let holders = {
+                let shard = self.shard(chunk).lock();
+                shard
+                    .young
+                    .get(&chunk)
+                    .or_else(|| shard.old.get(&chunk))
+                    .copied()
+            };
+            let Some(holders) = holders else { break };
+            let mut any = false;
+            for (d, &uid) in depth.iter_mut().zip(uids) {
+                if *d == i as u32 && holders.contains(uid) {
+                    *d += 1;
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        depth
+    }
+
+    /// Record that `uid` was sent a prompt of `chunks`.
+    pub fn insert(&self, chunks: &[u64], uid: u64) {
+        for &chunk in chunks {
+            let mut shard = self.shard(chunk).lock();
+            if let Some(h) = shard.young.get_mut(&chunk) {
+                h.touch(uid);
+                continue;
+            }
+            let mut h = shard.old.remove(&chunk).unwrap_or_default();
+            h.touch(uid);
+            shard.young.insert(chunk, h);
+            if shard.young.len() >= self.generation_cap {
+                let young = std::mem::take(&mut shard.young);
+                shard.old = young;
+            }
+        }
+    }
+
+    /// Drop a worker from every entry (it left the pool).
+    pub fn forget(&self, uid: u64) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.young.retain(|_, h| h.remove(uid));
+            shard.old.retain(|_, h| h.remove(uid));
+        }
+    }
+
+    /// Prefix chunks held now.
+    pub fn entries(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                s.young.len() + s.old.len()
+            })
+            .sum()
+    }
+
+    /// The most entries the index holds.
+    pub fn capacity(&self) -> usize {
+        self.generation_cap * 2 * SHARDS
+    }
+}
+
+#[cfg(test)]
+#[path = "prefix_index_tests.rs"]
+mod tests;
