@@ -334,6 +334,7 @@ function createRow(id) {
   row.kvFill = el('span', { class: 'kv-fill' });
   row.kvText = el('span', { class: 'kv-text', 'data-testid': 'kv' });
   row.kvBar = el('span', { class: 'kv-bar', role: 'meter', 'aria-valuemin': '0', 'aria-valuemax': '100' }, row.kvFill);
+  row.hits = cell('prefix-hits', 'num');
   row.latency = cell('latency', 'num');
   row.ttft = cell('ttft', 'num');
   row.served = cell('served', 'num');
@@ -357,6 +358,7 @@ function createRow(id) {
     row.inflight,
     row.rw,
     el('td', { class: 'kv' }, row.kvBar, row.kvText),
+    row.hits,
     row.latency,
     row.ttft,
     row.served,
@@ -411,6 +413,8 @@ function updateLoad(row, load) {
   setAttr(row.kvBar, 'aria-valuenow', pct);
   setAttr(row.kvBar, 'aria-label', kv === null ? 'KV cache usage not reported' : `KV cache usage ${pct}%`);
   setText(row.kvText, kv === null ? 'n/a' : `${pct}%`);
+  const hits = l.prefix_cache_hit_rate;
+  setText(row.hits, isNum(hits) ? `${Math.round(Math.max(0, Math.min(1, hits)) * 100)}%` : 'n/a');
 }
 
 /** Shows Drain or Undrain; moves the focus along when the focused one disappears. */

@@ -202,7 +202,12 @@ async function run() {
     const v = parseFloat(await textOf(page, 'qps'));
     return v > 0 && v;
   });
-  log(`d. served ${served0} -> ${served1}, header QPS ${qps}`);
+  // The simulated workers export vLLM's prefix-cache counters: each row shows a hit rate.
+  const hits = await waitFor('every row to show a prefix-cache hit rate', async () => {
+    const cells = await page.$$eval('[data-testid="fleet-body"] [data-testid="prefix-hits"]', (tds) => tds.map((td) => td.textContent.trim()));
+    return cells.length === rows0.length && cells.every((c) => /^\d+%$/.test(c)) && cells;
+  });
+  log(`d. served ${served0} -> ${served1}, header QPS ${qps}, prefix hits ${hits.join(' ')}`);
 
   // e. Drain worker 0 through the UI: the admin key is asked for first.
   const hasKey = await page.evaluate(() => Object.keys(sessionStorage).length);

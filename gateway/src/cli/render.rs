@@ -46,6 +46,9 @@ pub fn workers(workers: &[WorkerInfo]) -> String {
                 w.load.inflight.to_string(),
                 format!("{:.0}/{:.0}", w.load.running, w.load.waiting),
                 format!("{:.0}%", w.load.kv_cache * 100.0),
+                w.load
+                    .prefix_cache_hit_rate
+                    .map_or_else(|| "-".into(), |r| format!("{:.0}%", r * 100.0)),
                 ms(w.stats.latency_ms),
                 ms(w.stats.ttft_ms),
                 w.served.to_string(),
@@ -55,7 +58,7 @@ pub fn workers(workers: &[WorkerInfo]) -> String {
         .collect();
     table(
         &[
-            "#", "URL", "KIND", "MODELS", "STATE", "BREAKER", "INFLIGHT", "RUN/WAIT", "KV",
+            "#", "URL", "KIND", "MODELS", "STATE", "BREAKER", "INFLIGHT", "RUN/WAIT", "KV", "HIT",
             "LAT_MS", "TTFT_MS", "SERVED", "ERRORS",
         ],
         &rows,

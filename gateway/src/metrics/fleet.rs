@@ -2,7 +2,9 @@
 //! truth, so a removed worker's series disappear with it and nothing is updated twice.
 //! Counters are re-set from the workers' own monotonic totals.
 
-use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::routing::Strategy;
 use crate::state::AppState;
@@ -27,6 +29,11 @@ pub struct FleetMetrics {
     breaker_failures: IntCounterVec,
     breaker_opened: IntCounterVec,
     selections: IntCounterVec,
+    prefix_hit_rate: GaugeVec,
+    index_entries: IntGauge,
+    index_capacity: IntGauge,
+    prefix_prompt: IntCounter,
+    prefix_matched: IntCounter,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -151,6 +158,29 @@ impl FleetMetrics {
                 ),
                 &["url", "strategy"],
             )?,
+            prefix_hit_rate: GaugeVec::new(
+                opts(
+                    "llm_worker_prefix_cache_hit_rate",
+                    "The worker's prefix-cache hit rate since it started, 0..1 (scraped vllm:prefix_cache_*_total)",
+                ),
+                url,
+            )?,
+            index_entries: IntGauge::with_opts(opts(
+                "llm_gateway_prefix_index_entries",
+                "Prompt-prefix chunks in the routing policy's prefix index",
+            ))?,
+            index_capacity: IntGauge::with_opts(opts(
+                "llm_gateway_prefix_index_capacity",
+                "The most prompt-prefix chunks the prefix index holds",
+            ))?,
+            prefix_prompt: IntCounter::with_opts(opts(
+                "llm_gateway_prefix_prompt_tokens_total",
+                "Estimated prompt tokens of requests routed by a prefix-aware policy",
+            ))?,
+            prefix_matched: IntCounter::with_opts(opts(
+                "llm_gateway_prefix_matched_tokens_total",
+                "Of those, tokens of a prefix the chosen worker had been sent before (matched / prompt = the matched-prefix ratio)",
+            ))?,
         };
         r.register(Box::new(m.active.clone()))?;
         r.register(Box::new(m.healthy.clone()))?;
@@ -170,6 +200,11 @@ impl FleetMetrics {
         r.register(Box::new(m.breaker_failures.clone()))?;
         r.register(Box::new(m.breaker_opened.clone()))?;
         r.register(Box::new(m.selections.clone()))?;
+        r.register(Box::new(m.prefix_hit_rate.clone()))?;
+        r.register(Box::new(m.index_entries.clone()))?;
+        r.register(Box::new(m.index_capacity.clone()))?;
+        r.register(Box::new(m.prefix_prompt.clone()))?;
+        r.register(Box::new(m.prefix_matched.clone()))?;
         Ok(m)
     }
 
@@ -182,7 +217,18 @@ impl FleetMetrics {
         self.healthy.set(pool.routable_count() as i64);
         self.workers.set(pool.workers.len() as i64);
         self.uptime.set(state.started.elapsed().as_secs_f64());
-        let current = state.policy.load().strategy();
+        let policy = state.policy.load();
+        let current = policy.strategy();
+        let index = policy.prefix_index();
+        self.index_entries
+            .set(index.map_or(0, |i| i.entries()) as i64);
+        self.index_capacity
+            .set(index.map_or(0, |i| i.capacity()) as i64);
+        let (matched, prompt) = index.map_or((0, 0), |i| i.routed_tokens());
+        self.prefix_prompt.reset();
+        self.prefix_prompt.inc_by(prompt);
+        self.prefix_matched.reset();
+        self.prefix_matched.inc_by(matched);
         for &s in Strategy::ALL {
             self.strategy
                 .with_label_values(&[s.as_str()])
@@ -201,6 +247,7 @@ impl FleetMetrics {
         self.breaker_failures.reset();
         self.breaker_opened.reset();
         self.selections.reset();
+        self.prefix_hit_rate.reset();
         for w in &pool.workers {
             let url = [w.spec.url.as_str()];
             let load = w.load.view();
@@ -209,6 +256,9 @@ impl FleetMetrics {
             self.running.with_label_values(&url).set(load.running);
             self.waiting.with_label_values(&url).set(load.waiting);
             self.kv_cache.with_label_values(&url).set(load.kv_cache);
+            if let Some(rate) = load.prefix_cache_hit_rate {
+                self.prefix_hit_rate.with_label_values(&url).set(rate);
+            }
             self.inflight
                 .with_label_values(&url)
                 .set(load.inflight as i64);

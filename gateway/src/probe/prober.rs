@@ -156,6 +156,9 @@ async fn scrape(state: &AppState, worker: &Worker) {
             } else {
                 worker.load.clear_scrape();
             }
+            worker
+                .load
+                .record_prefix_cache(g.prefix_hits, g.prefix_queries);
             let asleep = g.asleep.unwrap_or(false);
             if asleep != worker.health.is_asleep() {
                 tracing::info!(worker = %worker.id, asleep, "worker sleep state changed");

@@ -6,6 +6,7 @@
 //! | waiting | `vllm:num_requests_waiting` | `lmdeploy:num_requests_waiting` |
 //! | KV-cache use (0..1) | `vllm:kv_cache_usage_perc`, else `vllm:gpu_cache_usage_perc` | `lmdeploy:gpu_cache_usage_perc` |
 //! | asleep | `vllm:engine_sleep_state` (a non-`awake` state at 1, or `awake` at 0) | – |
+//! | prefix cache (tokens) | `vllm:prefix_cache_hits_total`, `vllm:prefix_cache_queries_total` (V1) | – |
 //!
 //! Series of one name with several label sets (several engines or models behind one server)
 //! are summed for the counts; the KV-cache use takes the maximum.
@@ -17,6 +18,9 @@ pub struct Gauges {
     pub waiting: Option<f64>,
     pub kv_cache: Option<f64>,
     pub asleep: Option<bool>,
+    /// Prompt tokens found in the prefix cache, and looked up there, since the worker started.
+    pub prefix_hits: Option<f64>,
+    pub prefix_queries: Option<f64>,
 }
 
 impl Gauges {
@@ -68,6 +72,8 @@ pub fn parse(text: &str) -> Gauges {
             "vllm:num_requests_running" | "lmdeploy:num_requests_running" => add(&mut g.running, v),
             "vllm:num_requests_waiting" | "lmdeploy:num_requests_waiting" => add(&mut g.waiting, v),
             "vllm:kv_cache_usage_perc" => max(&mut kv_new, v),
+            "vllm:prefix_cache_hits_total" => add(&mut g.prefix_hits, v),
+            "vllm:prefix_cache_queries_total" => add(&mut g.prefix_queries, v),
             "vllm:gpu_cache_usage_perc" | "lmdeploy:gpu_cache_usage_perc" => max(&mut kv_old, v),
             "vllm:engine_sleep_state" => {
                 let awake_label = labels.contains("sleep_state=\"awake\"");
@@ -84,6 +90,19 @@ pub fn parse(text: &str) -> Gauges {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_cache_counters_are_summed_over_engines() {
+        let g = parse(
+            "# TYPE vllm:prefix_cache_hits_total counter\n\
+             vllm:prefix_cache_hits_total{engine=\"0\",model_name=\"m\"} 96.0\n\
+             vllm:prefix_cache_hits_total{engine=\"1\",model_name=\"m\"} 4.0\n\
+             vllm:prefix_cache_queries_total{engine=\"0\",model_name=\"m\"} 400.0\n",
+        );
+        assert_eq!(g.prefix_hits, Some(100.0));
+        assert_eq!(g.prefix_queries, Some(400.0));
+        assert_eq!(parse("vllm:num_requests_running 1\n").prefix_hits, None);
+    }
 
     #[test]
     fn parses_vllm_v1_page() {

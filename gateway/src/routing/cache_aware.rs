@@ -159,6 +159,7 @@ impl Policy for CacheAware {
         let chosen = &pool.workers[candidates[k]];
         if let Some(p) = prompt {
             self.index.insert(&p.chunks, chosen.uid);
+            self.index.record_route(views[k].matched, p.tokens);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
             let each: Vec<String> = candidates

@@ -88,6 +88,7 @@ impl Policy for P2cKv {
         if prompt.is_some() {
             self.members.sync(pool, &self.index);
         }
+        let mut matched = None;
         let chosen = if candidates.len() == 1 {
             candidates[0]
         } else {
@@ -100,6 +101,7 @@ impl Policy for P2cKv {
                 let share = |d: u32| f64::from(p.tokens_in(d)) / f64::from(p.tokens);
                 ca -= self.weights.prefix_weight * share(depth[0]);
                 cb -= self.weights.prefix_weight * share(depth[1]);
+                matched = Some(if cb < ca { depth[1] } else { depth[0] });
             }
             tracing::trace!(a = %wa.id, cost_a = ca, b = %wb.id, cost_b = cb, "p2c_kv pair");
             if cb < ca {
@@ -109,7 +111,10 @@ impl Policy for P2cKv {
             }
         };
         if let Some(p) = prompt {
-            self.index.insert(&p.chunks, pool.workers[chosen].uid);
+            let uid = pool.workers[chosen].uid;
+            let depth = matched.unwrap_or_else(|| self.index.lookup(&p.chunks, &[uid])[0]);
+            self.index.record_route(p.tokens_in(depth), p.tokens);
+            self.index.insert(&p.chunks, uid);
         }
         chosen
     }

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -171,6 +172,10 @@ pub struct PrefixIndex {
     shards: Box<[Mutex<Shard>]>,
     /// Entries per generation of one shard.
     generation_cap: usize,
+    /// Estimated prompt tokens of the routed requests, and of those the tokens the chosen
+    /// worker held (the matched-prefix ratio is their quotient).
+    prompt_tokens: AtomicU64,
+    matched_tokens: AtomicU64,
 }
 
 impl PrefixIndex {
@@ -179,6 +184,8 @@ impl PrefixIndex {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             generation_cap: (max_entries / SHARDS / 2).max(1),
+            prompt_tokens: AtomicU64::new(0),
+            matched_tokens: AtomicU64::new(0),
         }
     }
 
@@ -249,6 +256,21 @@ impl PrefixIndex {
                 s.young.len() + s.old.len()
             })
             .sum()
+    }
+
+    /// Count one routed request: `matched` of its `prompt` tokens were on the chosen worker.
+    pub fn record_route(&self, matched: u32, prompt: u32) {
+        self.prompt_tokens.fetch_add(u64::from(prompt), Relaxed);
+        self.matched_tokens
+            .fetch_add(u64::from(matched.min(prompt)), Relaxed);
+    }
+
+    /// `(matched, prompt)` tokens of the routed requests so far.
+    pub fn routed_tokens(&self) -> (u64, u64) {
+        (
+            self.matched_tokens.load(Relaxed),
+            self.prompt_tokens.load(Relaxed),
+        )
     }
 
     /// The most entries the index holds.

@@ -24,6 +24,10 @@ pub struct Load {
     kv_cache: AtomicF64,
     dispatched_at_scrape: AtomicU64,
     completed_at_scrape: AtomicU64,
+    /// The worker's prefix-cache hit rate (hits / queries since it started), as scraped,
+    /// valid while `prefix_known`.
+    prefix_hit_rate: AtomicF64,
+    prefix_known: AtomicBool,
 }
 
 /// A point-in-time view of a worker's load, as routing policies use it.
@@ -39,6 +43,10 @@ pub struct LoadView {
     pub kv_cache: f64,
     /// Whether the worker exposes load metrics.
     pub scraped: bool,
+    /// Prefix-cache hit rate 0..1 (tokens found cached / looked up, since the worker
+    /// started), when the worker exports `vllm:prefix_cache_*_total`.
+    #[serde(default)]
+    pub prefix_cache_hit_rate: Option<f64>,
 }
 
 impl LoadView {
@@ -91,6 +99,26 @@ impl Load {
     /// The worker stopped exposing metrics: fall back to local counts.
     pub fn clear_scrape(&self) {
         self.scraped.store(false, Relaxed);
+        self.prefix_known.store(false, Relaxed);
+    }
+
+    /// Record the scraped prefix-cache counters (`None`: the worker has none).
+    pub fn record_prefix_cache(&self, hits: Option<f64>, queries: Option<f64>) {
+        let rate = match (hits, queries) {
+            (Some(h), Some(q)) if q > 0.0 && h.is_finite() => Some((h / q).clamp(0.0, 1.0)),
+            (Some(_), Some(_)) => Some(0.0),
+            _ => None,
+        };
+        if let Some(r) = rate {
+            self.prefix_hit_rate.set(r);
+        }
+        self.prefix_known.store(rate.is_some(), Relaxed);
+    }
+
+    fn prefix_cache_hit_rate(&self) -> Option<f64> {
+        self.prefix_known
+            .load(Relaxed)
+            .then(|| self.prefix_hit_rate.get())
     }
 
     pub fn view(&self) -> LoadView {
@@ -102,6 +130,7 @@ impl Load {
                 waiting: 0.0,
                 kv_cache: 0.0,
                 scraped: false,
+                prefix_cache_hit_rate: self.prefix_cache_hit_rate(),
             };
         }
         let dispatched = self
@@ -128,6 +157,7 @@ impl Load {
             waiting,
             kv_cache: self.kv_cache.get(),
             scraped: true,
+            prefix_cache_hit_rate: self.prefix_cache_hit_rate(),
         }
     }
 }
@@ -171,6 +201,22 @@ impl Drop for LoadGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_cache_hit_rate_is_known_only_from_its_counters() {
+        let l = Load::default();
+        assert_eq!(l.view().prefix_cache_hit_rate, None);
+        l.record_prefix_cache(Some(30.0), Some(120.0));
+        assert_eq!(l.view().prefix_cache_hit_rate, Some(0.25));
+        l.record_prefix_cache(Some(0.0), Some(0.0));
+        assert_eq!(l.view().prefix_cache_hit_rate, Some(0.0));
+        l.record_prefix_cache(None, Some(5.0));
+        assert_eq!(l.view().prefix_cache_hit_rate, None);
+        l.record_prefix_cache(Some(9.0), Some(3.0));
+        assert_eq!(l.view().prefix_cache_hit_rate, Some(1.0), "clamped");
+        l.clear_scrape();
+        assert_eq!(l.view().prefix_cache_hit_rate, None);
+    }
     use crate::worker::spec::WorkerSpec;
 
     fn worker() -> Arc<Worker> {
