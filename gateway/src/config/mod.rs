@@ -260,6 +260,20 @@ mod tests {
         let mut c = Config::default();
         c.routing.adaptive.epsilon = 2.0;
         assert_eq!(c.validate().unwrap_err().field, "routing.adaptive.epsilon");
+        for (toml, field) in [
+            ("chunk_bytes = 4", "chunk_bytes"),
+            ("max_entries = 10", "max_entries"),
+            ("min_match_ratio = 1.5", "min_match_ratio"),
+            ("balance_factor = 0.5", "balance_factor"),
+            ("pending_weight = -1.0", "pending_weight"),
+        ] {
+            let c = Config::from_toml(&format!("[routing.cache_aware]\n{toml}")).unwrap();
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.field, format!("routing.cache_aware.{field}"), "{e}");
+        }
+        let c = Config::from_toml("[routing.p2c]\nprefix_weight = -2.0").unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "routing.p2c.prefix_weight");
         let mut c = Config::default();
         c.workers.push(WorkerConfig {
             url: "ftp://x".into(),
