@@ -305,6 +305,67 @@ async fn drives_the_gateway_through_a_v1_base_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_prefix_traffic_through_the_gateway_reports_the_fleets_hit_rate() {
+    let fleet = common::Fleet::start(
+        vec![common::sim("w1", "gw-model"), common::sim("w2", "gw-model")],
+        |c| c.routing.strategy = sagellm_gateway::config::Strategy::CacheAware,
+    )
+    .await;
+    // The "before" reading needs one scrape of each worker's counters.
+    common::eventually("a first scrape of the workers' counters", 5, || {
+        let pool = fleet.gw.state.pool.load();
+        pool.workers
+            .iter()
+            .all(|w| w.load.view().prefix_cache_hits.is_some())
+    })
+    .await;
+    let report = run(
+        &args(
+            &fleet.gw.url(),
+            &[
+                "--stream",
+                "-c",
+                "2",
+                "--requests",
+                "24",
+                "--workload",
+                "shared-prefix",
+                "--contexts",
+                "2",
+                "--context-tokens",
+                "200",
+                "--prompt-len",
+                "8",
+            ],
+        ),
+        false,
+    )
+    .await
+    .expect("bench runs");
+    assert_eq!((report.ok, report.errors), (24, 0), "{report}");
+    assert_eq!(report.config.workload, "shared-prefix");
+    assert_eq!(report.config.contexts, Some(2));
+    let rate = report
+        .prefix_cache_hit_rate
+        .expect("the gateway's fleet hit rate");
+    // Two contexts of ~200 tokens, 24 requests: all but the first of each context hit.
+    assert!(rate > 0.5, "{report}");
+    assert!(report.summary().contains("prefix hits"));
+    // A plain worker as the target has no fleet view: no rate, no error.
+    let direct = run(
+        &args(
+            &fleet.sims[0].url(),
+            &["--requests", "2", "--model", "gw-model"],
+        ),
+        false,
+    )
+    .await
+    .expect("bench runs");
+    assert_eq!(direct.prefix_cache_hit_rate, None);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_at_the_deadline_finish_and_count() {
     let sim = sim(300, 1, 2).await;
     let a = args(&sim.url(), &["-c", "2", "-d", "100ms", "--stream"]);

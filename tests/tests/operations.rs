@@ -372,7 +372,7 @@ async fn the_management_api() {
 async fn step_status_shows_the_two_workers(fleet: &Fleet) {
     let s: StatusInfo = fleet.get_json("/api/status").await;
     assert_eq!((s.workers_total, s.workers_healthy), (2, 2));
-    assert_eq!(s.routing_strategy, "p2c_kv");
+    assert_eq!(s.routing_strategy, "cache_aware");
     assert_eq!(s.workers.len(), 2);
 }
 
@@ -458,8 +458,8 @@ async fn step_routing_stats_count_per_strategy_and_worker(fleet: &Fleet) {
     }
     assert_eq!(served.len(), 3, "{served:?}");
     let rs: RoutingStats = fleet.get_json("/api/routing/stats").await;
-    assert_eq!(rs.strategy, "p2c_kv");
-    assert_eq!(rs.by_strategy["p2c_kv"], 30);
+    assert_eq!(rs.strategy, "cache_aware");
+    assert_eq!(rs.by_strategy["cache_aware"], 30);
     assert_eq!(rs.by_strategy["round_robin"], 0);
     assert_eq!(rs.workers.iter().map(|w| w.selected).sum::<u64>(), 30);
     assert!((rs.workers.iter().map(|w| w.share).sum::<f64>() - 1.0).abs() < 1e-9);

@@ -36,6 +36,31 @@ impl Endpoint {
     }
 }
 
+/// The shape of the traffic.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WorkloadKind {
+    /// Every request has its own prompt of `--prompt-len` tokens (no shared prefix).
+    #[default]
+    Plain,
+    /// Each request is one of `--contexts` long system contexts of `--context-tokens` tokens
+    /// (system prompts, RAG documents), then a fresh question of `--prompt-len` tokens.
+    SharedPrefix,
+    /// `--conversations` chats of `--turns` turns; each turn resends the history (questions
+    /// and replies) and asks the next question (chat endpoint only).
+    MultiTurn,
+}
+
+impl WorkloadKind {
+    /// The name used on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Plain => "plain",
+            WorkloadKind::SharedPrefix => "shared-prefix",
+            WorkloadKind::MultiTurn => "multi-turn",
+        }
+    }
+}
+
 /// `sagellm bench URL [options]`: load-test an OpenAI-compatible endpoint.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -72,6 +97,25 @@ pub struct BenchArgs {
     /// Endpoint to drive
     #[arg(long, value_enum, default_value_t = Endpoint::Chat)]
     pub endpoint: Endpoint,
+    /// Traffic shape: plain, shared-prefix or multi-turn
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Plain)]
+    pub workload: WorkloadKind,
+    /// shared-prefix: how many distinct long contexts
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub contexts: u32,
+    /// shared-prefix: tokens (words) per context
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    pub context_tokens: u32,
+    /// multi-turn: how many conversations
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub conversations: u32,
+    /// multi-turn: turns per conversation (then new conversations start)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub turns: u32,
+    /// Number this run's requests from here, to continue another run's traffic (a measured
+    /// run after a warm-up) with fresh questions and conversations
+    #[arg(long, default_value_t = 0)]
+    pub request_offset: u64,
     /// API key, sent as `Authorization: Bearer` (else OPENAI_API_KEY when SAGELLM_API_KEY is unset)
     #[arg(long, env = "SAGELLM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,

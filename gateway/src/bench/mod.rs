@@ -22,9 +22,13 @@
 //! - [`schedule`]: Poisson arrivals; [`runner`]: closed and open loops, collecting outcomes.
 //! - [`stats`]: counts and HdrHistograms; [`report`]: the result and its printout;
 //!   [`progress`]: the progress bar.
+//! - [`decision`]: `sagellm bench-decision`, the time of one routing decision in process;
+//!   [`fleet`]: the fleet's prefix-cache hit rate over a run, read from a gateway target.
 
 mod args;
+pub(crate) mod decision;
 mod driver;
+mod fleet;
 mod progress;
 mod report;
 mod runner;
@@ -40,7 +44,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 
-pub use args::{BenchArgs, Endpoint};
+pub use args::{BenchArgs, Endpoint, WorkloadKind};
+pub use decision::DecisionArgs;
 pub use report::{ErrorSummary, Percentiles, Report, RunConfig};
 
 use progress::{Goal, Progress};
@@ -87,6 +92,12 @@ pub async fn run(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
         requests: args.requests,
         prompt_len: args.prompt_len,
         max_tokens: args.max_tokens,
+        workload: args.workload.name().to_string(),
+        contexts: (args.workload == WorkloadKind::SharedPrefix).then_some(args.contexts),
+        context_tokens: (args.workload == WorkloadKind::SharedPrefix)
+            .then_some(args.context_tokens),
+        conversations: (args.workload == WorkloadKind::MultiTurn).then_some(args.conversations),
+        turns: (args.workload == WorkloadKind::MultiTurn).then_some(args.turns),
         seed: args.seed,
         timeout_s: round(args.timeout.as_secs_f64(), 6),
     };
@@ -94,9 +105,15 @@ pub async fn run(args: &BenchArgs, progress: bool) -> anyhow::Result<Report> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let plan = Arc::new(Plan::new(target, workload, args.timeout));
+    let before = fleet::counters(&target).await;
+    let plan = Arc::new(Plan::new(target.clone(), workload, args.timeout));
     let (stats, arrivals, wall) = drive(plan, load, &Progress::new(goal, progress)).await;
-    let report = build_report(config, started_unix_ms, &stats, arrivals, wall);
+    let mut report = build_report(config, started_unix_ms, &stats, arrivals, wall);
+    if before.is_some() {
+        tokio::time::sleep(fleet::SETTLE).await;
+        report.prefix_cache_hit_rate =
+            fleet::hit_rate(before, fleet::counters(&target).await).map(|r| round(r, 4));
+    }
     if let Some(path) = &args.output {
         let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
         std::fs::write(path, json + "\n")
@@ -133,6 +150,9 @@ fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.prompt_len == 0 || args.max_tokens == 0 {
         bail!("--prompt-len and --max-tokens must be at least 1");
+    }
+    if args.workload == WorkloadKind::MultiTurn && args.endpoint != Endpoint::Chat {
+        bail!("--workload multi-turn needs the chat endpoint (it sends a conversation)");
     }
     Ok(())
 }
@@ -172,6 +192,7 @@ fn build_report(
         ttft_ms: stats.ttft.summary(),
         itl_ms: stats.itl.summary(),
         tpot_ms: stats.tpot.summary(),
+        prefix_cache_hit_rate: None,
     }
 }
 

@@ -47,8 +47,25 @@ pub struct RunConfig {
     pub requests: Option<u64>,
     pub prompt_len: u32,
     pub max_tokens: u32,
+    /// `plain`, `shared-prefix` or `multi-turn` (absent in older reports: plain).
+    #[serde(default = "plain")]
+    pub workload: String,
+    /// shared-prefix: `--contexts` and `--context-tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contexts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
+    /// multi-turn: `--conversations` and `--turns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<u32>,
     pub seed: u64,
     pub timeout_s: f64,
+}
+
+fn plain() -> String {
+    "plain".to_string()
 }
 
 /// Everything a run measured. Latencies cover successful requests only.
@@ -90,6 +107,10 @@ pub struct Report {
     /// Time per output token after the first (streams with ≥ 2 tokens):
     /// `(latency − ttft) / (output_tokens − 1)` per request.
     pub tpot_ms: Option<Percentiles>,
+    /// When the target is a sagellm gateway whose workers export vLLM's prefix-cache
+    /// counters: the fleet's hit rate over the run (tokens found cached / looked up).
+    #[serde(default)]
+    pub prefix_cache_hit_rate: Option<f64>,
 }
 
 impl Report {
@@ -102,9 +123,14 @@ impl Report {
             Some(rate) => format!("Poisson {rate} req/s, at most {} in flight", c.concurrency),
             None => format!("closed loop, concurrency {}", c.concurrency),
         };
+        let shape = match (c.contexts, c.context_tokens, c.conversations, c.turns) {
+            (Some(n), Some(t), _, _) => format!("{} ({n} contexts of {t} tokens)", c.workload),
+            (_, _, Some(n), Some(k)) => format!("{} ({n} conversations of {k} turns)", c.workload),
+            _ => c.workload.clone(),
+        };
         let _ = writeln!(
             out,
-            "  {mode}, {}, prompt ~{} tokens, max_tokens {}",
+            "  {mode}, {}, {shape}, prompt ~{} tokens, max_tokens {}",
             if c.stream { "stream" } else { "no stream" },
             c.prompt_len,
             c.max_tokens
@@ -163,6 +189,14 @@ impl Report {
                     let _ = writeln!(out, "{name:<12}{:>10}", "-");
                 }
             }
+        }
+        if let Some(rate) = self.prefix_cache_hit_rate {
+            let _ = writeln!(
+                out,
+                "\n{:<12}{:.1}% of prompt tokens found cached (the fleet, over the run)",
+                "prefix hits",
+                rate * 100.0
+            );
         }
         if !self.errors_by_status.is_empty() {
             out.push('\n');

@@ -42,6 +42,11 @@ impl Target {
         format!("{}{}", self.base, path)
     }
 
+    /// A GET with the bearer key (when one is set).
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.authorize(self.client.get(self.url(path)))
+    }
+
     /// A POST with the bearer key (when one is set).
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.authorize(self.client.post(self.url(path)))

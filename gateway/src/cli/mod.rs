@@ -91,6 +91,8 @@ pub enum Command {
     },
     /// Load-test any OpenAI-compatible endpoint
     Bench(BenchArgs),
+    /// Time routing decisions in process (no network): prompt hashing, eligibility, the pick
+    BenchDecision(crate::bench::DecisionArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +151,10 @@ pub fn parse_pairs(pairs: &[String]) -> Result<Value> {
 async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Bench(args) = cli.command {
         crate::bench::main(args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::BenchDecision(args) = &cli.command {
+        crate::bench::decision::main(args)?;
         return Ok(ExitCode::SUCCESS);
     }
     let api = Api::new(&cli.url, cli.admin_key.clone())?;
@@ -235,7 +241,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Engines { action } => engines::run(&api, cli.json, action).await?,
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::BenchDecision(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

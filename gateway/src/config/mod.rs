@@ -208,7 +208,7 @@ mod tests {
         let c = Config::default();
         c.validate().unwrap();
         assert_eq!(c.server.port, 9000);
-        assert_eq!(c.routing.strategy, Strategy::P2cKv);
+        assert_eq!(c.routing.strategy, Strategy::CacheAware);
         assert_eq!(c.limits.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(c.routing.consistent_hash.virtual_nodes, 150);
     }

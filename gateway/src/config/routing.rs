@@ -22,7 +22,7 @@ pub struct RoutingConfig {
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
-            strategy: Strategy::P2cKv,
+            strategy: Strategy::CacheAware,
             seed: None,
             p2c: P2cConfig::default(),
             consistent_hash: ConsistentHashConfig::default(),
@@ -186,7 +186,8 @@ pub struct CacheAwareConfig {
     pub balance_slack_tokens: f64,
     /// Cost per uncached prompt token the worker would have to prefill.
     pub prefill_weight: f64,
-    /// Cost per token already in flight on the worker.
+    /// Cost per token already in flight on the worker (a batching engine runs them side by
+    /// side: about 1 / its batch size).
     pub pending_weight: f64,
     /// Tokens assumed per request a worker reports running or waiting that this gateway
     /// did not send (another gateway's, say).
@@ -208,7 +209,7 @@ impl Default for CacheAwareConfig {
             balance_factor: 1.5,
             balance_slack_tokens: 4096.0,
             prefill_weight: 1.0,
-            pending_weight: 1.0,
+            pending_weight: 0.125,
             request_tokens: 512.0,
             kv_cache_weight: 2048.0,
             error_rate_weight: 16384.0,

@@ -75,7 +75,7 @@ fn an_invalid_change_changes_nothing() {
     let e = swap_in(&live.targets(), new).unwrap_err();
     assert_eq!(e.field, "routing.adaptive.epsilon");
     assert!(Arc::ptr_eq(&before, &live.config.load_full()));
-    assert_eq!(live.policy.load().strategy(), Strategy::P2cKv);
+    assert_eq!(live.policy.load().strategy(), Strategy::CacheAware);
 }
 
 #[test]

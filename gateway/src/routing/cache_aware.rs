@@ -9,9 +9,13 @@
 //! pending   = prompt + decode tokens this gateway has in flight there
 //!           + request_tokens × the scraped running/waiting requests that are not ours
 //! slowness  = its EWMA time per output token / the candidates' mean (1 when unknown)
-//! cost      = slowness × (prefill_weight·uncached + pending_weight·pending)
+//! cost      = slowness × (prefill_weight·uncached + decode + pending_weight·pending)
 //!           + kv_cache_weight·kv_cache_usage + error_rate_weight·error_rate
 //! ```
+//!
+//! `decode` is the request's own `max_tokens` (or the configured default). A batching engine
+//! works on its running sequences together, so the work already in flight delays a new
+//! request by only a fraction of it: `pending_weight` defaults to 1/8.
 //!
 //! The worker with the longest match is taken when the match covers at least
 //! `min_match_ratio` of the prompt and its `pending ≤ balance_factor × min pending +
@@ -80,8 +84,11 @@ impl CacheAware {
                 let uncached = total - matched;
                 let pending = pending_tokens(w, self.cfg.request_tokens);
                 let c = &self.cfg;
+                let decode = prompt.map_or(0.0, |p| f64::from(p.decode_tokens));
                 let cost = slow
-                    * (c.prefill_weight * f64::from(uncached) + c.pending_weight * pending)
+                    * (c.prefill_weight * f64::from(uncached)
+                        + decode
+                        + c.pending_weight * pending)
                     + c.kv_cache_weight * w.load.view().kv_cache
                     + c.error_rate_weight * w.stats.error_rate();
                 Candidate {
@@ -103,8 +110,13 @@ fn pending_tokens(w: &Worker, request_tokens: f64) -> f64 {
     w.load.work() as f64 + foreign * request_tokens
 }
 
+/// Differences in measured speed below this share are noise, not a slower GPU: equal
+/// workers keep sharing an idle fleet instead of all traffic going to the one that measured
+/// a little faster.
+const SPEED_DEAD_BAND: f64 = 0.2;
+
 /// Each candidate's EWMA time per output token over the candidates' mean (1.0 without
-/// samples), clamped to 0.25..=8.
+/// samples, or within [`SPEED_DEAD_BAND`] of the mean), clamped to 0.25..=8.
 pub fn relative_slowness(pool: &Pool, candidates: &[usize]) -> Vec<f64> {
     let tpot: Vec<Option<f64>> = candidates
         .iter()
@@ -116,7 +128,14 @@ pub fn relative_slowness(pool: &Pool, candidates: &[usize]) -> Vec<f64> {
     }
     let mean = known.iter().sum::<f64>() / known.len() as f64;
     tpot.iter()
-        .map(|t| t.map_or(1.0, |t| (t / mean).clamp(0.25, 8.0)))
+        .map(|t| {
+            let r = t.map_or(1.0, |t| t / mean);
+            if (r - 1.0).abs() < SPEED_DEAD_BAND {
+                1.0
+            } else {
+                r.clamp(0.25, 8.0)
+            }
+        })
         .collect()
 }
 

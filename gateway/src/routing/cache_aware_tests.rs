@@ -61,7 +61,10 @@ fn the_cached_worker_is_left_once_it_passes_the_load_bound() {
     let some = LoadGuard::with_work(p.workers[home].clone(), heavy - 2);
     assert_eq!(a.select(&p, &all(&p), &hints(&format!("{ctx} more"))), home);
     drop(some);
-    let _busy = LoadGuard::with_work(p.workers[home].clone(), heavy);
+    // Past the bound the cost decides; the others would prefill the whole ~2,000-token
+    // context, so the home worker loses once its in-flight work outweighs that (⅛ of it
+    // counts, batching).
+    let _busy = LoadGuard::with_work(p.workers[home].clone(), heavy * 8);
     let got = a.select(&p, &all(&p), &hints(&format!("{ctx} again")));
     assert_ne!(got, home, "a saturated worker is passed over");
 }
@@ -109,6 +112,25 @@ fn a_slower_worker_gets_a_smaller_share_of_plain_traffic() {
         count[1]
     );
     assert!(count[0] > 0, "the slow worker still gets some");
+}
+
+#[test]
+fn equal_workers_share_an_idle_fleet_whatever_their_measured_noise() {
+    let p = pool(3, &[]);
+    for (w, tpot) in p.workers.iter().zip([5, 5, 6]) {
+        w.stats.record(&Outcome {
+            success: true,
+            latency: Duration::from_millis(10 + 9 * tpot),
+            ttft: Some(Duration::from_millis(10)),
+            completion_tokens: Some(10),
+        });
+    }
+    assert_eq!(relative_slowness(&p, &all(&p)), vec![1.0, 1.0, 1.0]);
+    let a = policy();
+    let chosen: std::collections::HashSet<usize> = (0..6)
+        .map(|i| a.select(&p, &all(&p), &hints(&format!("prompt {i}"))))
+        .collect();
+    assert_eq!(chosen.len(), 3);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `p2c_kv` (default): power of two choices with a KV-cache-aware cost. Two distinct
+//! `p2c_kv`: power of two choices with a KV-cache-aware cost. Two distinct
 //! eligible workers are drawn at random; the one with the lower cost wins:
 //!
 //! ```text

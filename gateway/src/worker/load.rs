@@ -27,6 +27,8 @@ pub struct Load {
     /// The worker's prefix-cache hit rate (hits / queries since it started), as scraped,
     /// valid while `prefix_known`.
     prefix_hit_rate: AtomicF64,
+    prefix_hits: AtomicF64,
+    prefix_queries: AtomicF64,
     prefix_known: AtomicBool,
 }
 
@@ -47,6 +49,11 @@ pub struct LoadView {
     /// started), when the worker exports `vllm:prefix_cache_*_total`.
     #[serde(default)]
     pub prefix_cache_hit_rate: Option<f64>,
+    /// The scraped counters behind it (tokens, since the worker started).
+    #[serde(default)]
+    pub prefix_cache_hits: Option<f64>,
+    #[serde(default)]
+    pub prefix_cache_queries: Option<f64>,
 }
 
 impl LoadView {
@@ -109,20 +116,30 @@ impl Load {
             (Some(_), Some(_)) => Some(0.0),
             _ => None,
         };
-        if let Some(r) = rate {
+        if let (Some(r), Some(h), Some(q)) = (rate, hits, queries) {
             self.prefix_hit_rate.set(r);
+            self.prefix_hits.set(h);
+            self.prefix_queries.set(q);
         }
         self.prefix_known.store(rate.is_some(), Relaxed);
     }
 
-    fn prefix_cache_hit_rate(&self) -> Option<f64> {
-        self.prefix_known
-            .load(Relaxed)
-            .then(|| self.prefix_hit_rate.get())
+    /// `(rate, hits, queries)` when the worker exports the counters.
+    fn prefix_cache(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        if self.prefix_known.load(Relaxed) {
+            (
+                Some(self.prefix_hit_rate.get()),
+                Some(self.prefix_hits.get()),
+                Some(self.prefix_queries.get()),
+            )
+        } else {
+            (None, None, None)
+        }
     }
 
     pub fn view(&self) -> LoadView {
         let inflight = self.inflight.load(Relaxed);
+        let (prefix_cache_hit_rate, prefix_cache_hits, prefix_cache_queries) = self.prefix_cache();
         if !self.scraped.load(Relaxed) {
             return LoadView {
                 inflight,
@@ -130,7 +147,9 @@ impl Load {
                 waiting: 0.0,
                 kv_cache: 0.0,
                 scraped: false,
-                prefix_cache_hit_rate: self.prefix_cache_hit_rate(),
+                prefix_cache_hit_rate,
+                prefix_cache_hits,
+                prefix_cache_queries,
             };
         }
         let dispatched = self
@@ -157,7 +176,9 @@ impl Load {
             waiting,
             kv_cache: self.kv_cache.get(),
             scraped: true,
-            prefix_cache_hit_rate: self.prefix_cache_hit_rate(),
+            prefix_cache_hit_rate,
+            prefix_cache_hits,
+            prefix_cache_queries,
         }
     }
 }
