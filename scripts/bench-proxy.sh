@@ -27,12 +27,7 @@ BASELINE_BIN=${BASELINE_BIN:-}
 
 ensure_build_deps
 ensure_apt wrk nginx-light curl python3-venv
-VENV="$HOME/.cache/sagellm-bench-venv"
-if [ ! -x "$VENV/bin/vllm-router" ]; then
-  log "installing vllm-router (pip) into $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q vllm-router
-fi
+ensure_vllm_router
 (cd "$ROOT" && cargo build --release --locked -p sagellm-gateway --bins --example bare_pingora)
 
 WORK=$(mktemp -d)

@@ -35,12 +35,7 @@ SLOW_SPEED=0.4
 
 ensure_build_deps
 ensure_apt curl python3-venv
-VENV="$HOME/.cache/sagellm-bench-venv"
-if [ ! -x "$VENV/bin/vllm-router" ]; then
-  log "installing vllm-router (pip) into $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q vllm-router
-fi
+ensure_vllm_router
 (cd "$ROOT" && cargo build --release --locked -p sagellm-gateway -p sagellm-tests --bins)
 
 WORK=$(mktemp -d)

@@ -75,6 +75,16 @@ build_release() {
   (cd "$ROOT" && cargo build --release --workspace --locked)
 }
 
+# vllm-router from PyPI, the benchmarks' peer, in its own virtualenv ($VENV).
+VENV="$HOME/.cache/sagellm-bench-venv"
+ensure_vllm_router() {
+  if [ ! -x "$VENV/bin/vllm-router" ]; then
+    log "installing vllm-router (pip) into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q vllm-router
+  fi
+}
+
 # Wait until URL answers 2xx, up to $2 seconds.
 wait_http() {
   local url=$1 secs=${2:-60} i=0

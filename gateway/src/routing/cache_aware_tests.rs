@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::routing::test_support::{all, pool};
+use crate::routing::test_support::{all, context, pool};
 use crate::worker::load::LoadGuard;
 use crate::worker::stats::Outcome;
 
@@ -18,16 +18,6 @@ fn hints(text: &str) -> RouteHints {
         prompt: Some(Prompt::new("m", text.as_bytes(), 256, 4.0, 16)),
         ..Default::default()
     }
-}
-
-fn context(name: &str, bytes: usize) -> String {
-    let mut s = String::new();
-    let mut i = 0;
-    while s.len() < bytes {
-        s.push_str(&format!("{name}{i} "));
-        i += 1;
-    }
-    s
 }
 
 #[test]

@@ -223,6 +223,18 @@ pub(crate) mod test_support {
     pub fn all(p: &Pool) -> Vec<usize> {
         (0..p.workers.len()).collect()
     }
+
+    /// Exactly `bytes` of prompt text: `{name}0 {name}1 …`, distinct per `name`.
+    pub fn context(name: &str, bytes: usize) -> String {
+        let mut s = String::new();
+        let mut i = 0;
+        while s.len() < bytes {
+            s.push_str(&format!("{name}{i} "));
+            i += 1;
+        }
+        s.truncate(bytes);
+        s
+    }
 }
 
 #[cfg(test)]

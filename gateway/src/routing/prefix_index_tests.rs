@@ -2,20 +2,10 @@
 //! removal and concurrent use.
 
 use super::*;
+use crate::routing::test_support::context;
 
 fn prompt(text: &str) -> Arc<Prompt> {
     Prompt::new("m", text.as_bytes(), 16, 4.0, 8)
-}
-
-fn context(name: &str, bytes: usize) -> String {
-    let mut s = String::new();
-    let mut i = 0;
-    while s.len() < bytes {
-        s.push_str(&format!("{name}{i} "));
-        i += 1;
-    }
-    s.truncate(bytes);
-    s
 }
 
 #[test]
