@@ -45,6 +45,9 @@ pub struct DecisionReport {
     pub max_us: f64,
     pub mean_us: f64,
     pub prompt_bytes: usize,
+    /// The prefix-index lookup alone (prompt already hashed), p50 and p99, for the policies
+    /// that keep an index.
+    pub lookup_us: Option<(f64, f64)>,
 }
 
 /// Times `args.iterations` decisions.
@@ -116,13 +119,31 @@ pub fn run(args: &DecisionArgs) -> anyhow::Result<DecisionReport> {
         ns.push(start.elapsed().as_nanos() as u64);
     }
     ns.sort_unstable();
-    let at = |q: f64| ns[((ns.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    let at = |ns: &[u64], q: f64| ns[((ns.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    let lookup_us = policy.prefix_index().map(|index| {
+        let uids: Vec<u64> = pool.workers.iter().map(|w| w.uid).collect();
+        let hashed: Vec<_> = texts
+            .iter()
+            .map(|t| Prompt::new("m", t.as_bytes(), ca.chunk_bytes, ca.bytes_per_token, 256))
+            .collect();
+        let mut lns: Vec<u64> = (0..args.iterations as usize)
+            .map(|i| {
+                let p = &hashed[i % hashed.len()];
+                let start = Instant::now();
+                std::hint::black_box(index.lookup(&p.chunks, &uids));
+                start.elapsed().as_nanos() as u64
+            })
+            .collect();
+        lns.sort_unstable();
+        (at(&lns, 0.5), at(&lns, 0.99))
+    });
     Ok(DecisionReport {
-        p50_us: at(0.5),
-        p99_us: at(0.99),
-        max_us: at(1.0),
+        p50_us: at(&ns, 0.5),
+        p99_us: at(&ns, 0.99),
+        max_us: at(&ns, 1.0),
         mean_us: ns.iter().sum::<u64>() as f64 / ns.len() as f64 / 1000.0,
         prompt_bytes: texts[0].len(),
+        lookup_us,
     })
 }
 
@@ -137,6 +158,9 @@ pub fn main(args: &DecisionArgs) -> anyhow::Result<()> {
         "decision µs  p50 {:.2}  p99 {:.2}  mean {:.2}  max {:.2}",
         r.p50_us, r.p99_us, r.mean_us, r.max_us
     );
+    if let Some((p50, p99)) = r.lookup_us {
+        println!("index lookup alone µs  p50 {p50:.2}  p99 {p99:.2}");
+    }
     Ok(())
 }
 
@@ -160,6 +184,8 @@ mod tests {
                 "{strategy}: {r:?}"
             );
             assert!(r.prompt_bytes > 300, "{strategy}: {r:?}");
+            let keeps_index = matches!(strategy, Strategy::CacheAware | Strategy::P2cKv);
+            assert_eq!(r.lookup_us.is_some(), keeps_index, "{strategy}");
         }
     }
 }
