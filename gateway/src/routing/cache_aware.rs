@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 use super::prefix_index::{PrefixIndex, Prompt};
 use super::{argmin_rotating, Policy, RouteHints, Strategy};
 use crate::config::CacheAwareConfig;
+use crate::worker::load::LoadView;
 use crate::worker::pool::Pool;
 use crate::worker::Worker;
 
@@ -80,16 +81,17 @@ impl CacheAware {
             .zip(slowness)
             .map(|((&i, d), slow)| {
                 let w = &pool.workers[i];
+                let load = w.load.view();
                 let matched = prompt.map_or(0, |p| p.tokens_in(d));
                 let uncached = total - matched;
-                let pending = pending_tokens(w, self.cfg.request_tokens);
+                let pending = pending_tokens(w, &load, self.cfg.request_tokens);
                 let c = &self.cfg;
                 let decode = prompt.map_or(0.0, |p| f64::from(p.decode_tokens));
                 let cost = slow
                     * (c.prefill_weight * f64::from(uncached)
                         + decode
                         + c.pending_weight * pending)
-                    + c.kv_cache_weight * w.load.view().kv_cache
+                    + c.kv_cache_weight * load.kv_cache
                     + c.error_rate_weight * w.stats.error_rate();
                 Candidate {
                     matched,
@@ -104,8 +106,7 @@ impl CacheAware {
 
 /// Work in flight on `w`, in tokens: this gateway's dispatches, plus `request_tokens` for each
 /// request the worker reports running or waiting beyond those.
-fn pending_tokens(w: &Worker, request_tokens: f64) -> f64 {
-    let load = w.load.view();
+fn pending_tokens(w: &Worker, load: &LoadView, request_tokens: f64) -> f64 {
     let foreign = (load.running + load.waiting - f64::from(load.inflight)).max(0.0);
     w.load.work() as f64 + foreign * request_tokens
 }
@@ -218,7 +219,8 @@ impl Members {
     /// Forget in `index` the workers that are no longer in `pool`.
     pub fn sync(&self, pool: &Pool, index: &PrefixIndex) {
         let at = pool as *const Pool as usize;
-        if self.seen.swap(at, Relaxed) == at {
+        // Read first: the common case (same snapshot) writes nothing shared.
+        if self.seen.load(Relaxed) == at || self.seen.swap(at, Relaxed) == at {
             return;
         }
         let now: Vec<u64> = pool.workers.iter().map(|w| w.uid).collect();
