@@ -137,3 +137,47 @@ async fn a_flood_of_one_context_spreads_once_the_bound_is_passed() {
     assert!(on_home >= 4, "the home kept its share: {served:?}");
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_slow_at_prefill_gets_the_fresh_long_prompts_less() {
+    // Same decode speed; "a" prefills 10x slower than "b".
+    let worker = |name: &str, prefill_ms| SimConfig {
+        prefill_per_1k_tokens: std::time::Duration::from_millis(prefill_ms),
+        ..sim(name, "m")
+    };
+    let fleet = Fleet::start(vec![worker("a", 300), worker("b", 30)], |c| {
+        c.routing.strategy = Strategy::CacheAware;
+    })
+    .await;
+    let streamed = |ctx: usize| {
+        let mut body = ask(ctx, 0, 2);
+        body["stream"] = json!(true);
+        body
+    };
+    let mut first = HashSet::new();
+    for ctx in 0..2 {
+        let resp = fleet.chat(&streamed(ctx)).await;
+        assert_eq!(resp.status(), 200);
+        first.insert(served_by(&resp));
+        assert!(resp.text().await.unwrap().contains("[DONE]"));
+    }
+    assert_eq!(first.len(), 2, "with nothing measured, both get a turn");
+    // Each learnt its prefill rate from a time to first token.
+    common::eventually("both prefill rates", 5, || {
+        let pool = fleet.gw.state.pool.load();
+        pool.workers
+            .iter()
+            .all(|w| w.stats.view().prefill_ms_per_1k.is_some())
+    })
+    .await;
+    let workers: Value = fleet.get_json("/api/workers").await;
+    let rate = |i: usize| workers[i]["stats"]["prefill_ms_per_1k"].as_f64().unwrap();
+    assert!(rate(0) > 3.0 * rate(1), "a {} b {}", rate(0), rate(1));
+    for ctx in 2..10 {
+        let resp = fleet.chat(&streamed(ctx)).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(served_by(&resp), "b", "fresh context {ctx}");
+        resp.text().await.unwrap();
+    }
+    fleet.stop().await;
+}

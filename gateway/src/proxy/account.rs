@@ -76,13 +76,16 @@ impl Gateway {
         let worker = guard.worker();
         let dispatched = ctx.dispatched_at.unwrap_or(ctx.start);
         let success = verdict == Verdict::Success;
+        // Only a stream's first byte is its first token; a whole response arrives at once.
+        let ttft = (ctx.observer.sse)
+            .then_some(ctx.observer.first_byte)
+            .flatten()
+            .map(|t| t.saturating_duration_since(dispatched));
         let outcome = Outcome {
             success,
             latency: dispatched.elapsed(),
-            ttft: ctx
-                .observer
-                .first_byte
-                .map(|t| t.saturating_duration_since(dispatched)),
+            ttft,
+            prefill_tokens: ctx.prefill_tokens,
             completion_tokens: if success {
                 ctx.observer.output_tokens()
             } else {

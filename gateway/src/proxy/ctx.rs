@@ -63,6 +63,9 @@ pub struct RequestCtx {
     pub worker: Option<Arc<Worker>>,
     /// When the last attempt was dispatched (worker-side latency is measured from here).
     pub dispatched_at: Option<Instant>,
+    /// The routing policy's estimate of the prompt tokens the last attempt's worker had to
+    /// prefill (not cached there), when it made one.
+    pub prefill_tokens: Option<u32>,
     /// How the breaker admitted the current attempt.
     pub admission: Option<Admission>,
     /// Counts this request among the gateway's in-flight LLM requests.
@@ -100,6 +103,7 @@ impl RequestCtx {
             guard: None,
             worker: None,
             dispatched_at: None,
+            prefill_tokens: None,
             admission: None,
             active: None,
             error: None,

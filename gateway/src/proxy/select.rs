@@ -93,6 +93,7 @@ pub(crate) async fn dispatch(
     ctx.guard = Some(LoadGuard::with_work(worker.clone(), work));
     ctx.worker = Some(worker.clone());
     ctx.dispatched_at = Some(std::time::Instant::now());
+    ctx.prefill_tokens = ctx.hints.uncached.take();
     Ok(worker)
 }
 
@@ -126,6 +127,7 @@ pub(crate) fn pick(c: &Choice<'_>, want: &Want<'_>) -> Result<Picked, GatewayErr
                     .copied()
                     .find(|&i| pool.workers[i].uid == uid)
             });
+            want.hints.uncached.take(); // only this decision's note counts
             let index = preferred.unwrap_or_else(|| c.policy.select(pool, &candidates, want.hints));
             let chosen = pool.workers[index].clone();
             if !c.limits.worker_admits(chosen.uid) {

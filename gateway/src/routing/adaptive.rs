@@ -106,6 +106,7 @@ mod tests {
                     latency,
                     ttft: None,
                     completion_tokens: Some(20),
+                    prefill_tokens: None,
                 },
             );
             picks.push(c);
@@ -144,6 +145,7 @@ mod tests {
             latency: Duration::from_millis(100),
             ttft: None,
             completion_tokens: Some(10),
+            prefill_tokens: None,
         };
         a.observe(&p.workers[0], &ok);
         a.observe(

@@ -8,8 +8,11 @@
 //! uncached  = prompt tokens − matched                     (what it would have to prefill)
 //! pending   = prompt + decode tokens this gateway has in flight there
 //!           + request_tokens × the scraped running/waiting requests that are not ours
-//! slowness  = its EWMA time per output token / the candidates' mean (1 when unknown)
-//! cost      = slowness × (prefill_weight·uncached + decode + pending_weight·pending)
+//! slow_dec  = its EWMA time per output token / the candidates' mean (1 when unknown)
+//! slow_pre  = its EWMA prefill time per 1k uncached tokens / the candidates' mean
+//!             (slow_dec while no candidate has a prefill sample yet)
+//! cost      = slow_pre × prefill_weight·uncached
+//!           + slow_dec × (decode + pending_weight·pending)
 //!           + kv_cache_weight·kv_cache_usage + error_rate_weight·error_rate
 //! ```
 //!
@@ -20,8 +23,9 @@
 //! The worker with the longest match is taken when the match covers at least
 //! `min_match_ratio` of the prompt and its `pending ≤ balance_factor × min pending +
 //! balance_slack_tokens` (the bounded load); otherwise the lowest cost wins (ties rotate).
-//! The chosen worker is recorded as holding the prompt's prefix. Weights and the bound are
-//! `[routing.cache_aware]` keys.
+//! The chosen worker is recorded as holding the prompt's prefix, and its `uncached` estimate
+//! is noted in the hints, so the worker's prefill-rate EWMA learns from the request's time to
+//! first token. Weights and the bound are `[routing.cache_aware]` keys.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -32,6 +36,7 @@ use super::{argmin_rotating, Policy, RouteHints, Strategy};
 use crate::config::CacheAwareConfig;
 use crate::worker::load::LoadView;
 use crate::worker::pool::Pool;
+use crate::worker::stats::StatsView;
 use crate::worker::Worker;
 
 /// What the decision knows of one candidate.
@@ -73,13 +78,17 @@ impl CacheAware {
             Some(p) => self.index.lookup(&p.chunks, &uids),
             None => vec![0; uids.len()],
         };
-        let slowness = relative_slowness(pool, candidates);
+        let stats: Vec<StatsView> = candidates
+            .iter()
+            .map(|&i| pool.workers[i].stats.view())
+            .collect();
+        let slowness = relative_slowness(&stats);
         let total = prompt.map_or(0, |p| p.tokens);
         candidates
             .iter()
             .zip(depth)
-            .zip(slowness)
-            .map(|((&i, d), slow)| {
+            .zip(slowness.iter().zip(&stats))
+            .map(|((&i, d), (slow, stats))| {
                 let w = &pool.workers[i];
                 let load = w.load.view();
                 let matched = prompt.map_or(0, |p| p.tokens_in(d));
@@ -87,12 +96,10 @@ impl CacheAware {
                 let pending = pending_tokens(w, &load, self.cfg.request_tokens);
                 let c = &self.cfg;
                 let decode = prompt.map_or(0.0, |p| f64::from(p.decode_tokens));
-                let cost = slow
-                    * (c.prefill_weight * f64::from(uncached)
-                        + decode
-                        + c.pending_weight * pending)
+                let cost = slow.prefill * c.prefill_weight * f64::from(uncached)
+                    + slow.decode * (decode + c.pending_weight * pending)
                     + c.kv_cache_weight * load.kv_cache
-                    + c.error_rate_weight * w.stats.error_rate();
+                    + c.error_rate_weight * stats.error_rate;
                 Candidate {
                     matched,
                     uncached,
@@ -116,19 +123,42 @@ fn pending_tokens(w: &Worker, load: &LoadView, request_tokens: f64) -> f64 {
 /// a little faster.
 const SPEED_DEAD_BAND: f64 = 0.2;
 
-/// Each candidate's EWMA time per output token over the candidates' mean (1.0 without
-/// samples, or within [`SPEED_DEAD_BAND`] of the mean), clamped to 0.25..=8.
-pub fn relative_slowness(pool: &Pool, candidates: &[usize]) -> Vec<f64> {
-    let tpot: Vec<Option<f64>> = candidates
-        .iter()
-        .map(|&i| pool.workers[i].stats.view().tpot_ms.filter(|t| *t > 0.0))
-        .collect();
-    let known: Vec<f64> = tpot.iter().flatten().copied().collect();
+/// How much slower than the candidates' mean one candidate is (1.0 = average).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Slowness {
+    /// From the EWMA time per output token.
+    pub decode: f64,
+    /// From the EWMA prefill time per 1k uncached tokens (`decode` while no candidate has a
+    /// prefill sample: a slower GPU is slower at both).
+    pub prefill: f64,
+}
+
+/// Each candidate's [`Slowness`], from its statistics.
+pub fn relative_slowness(stats: &[StatsView]) -> Vec<Slowness> {
+    let decode = relative(stats.iter().map(|s| s.tpot_ms).collect());
+    let prefill = if stats.iter().any(|s| s.prefill_ms_per_1k.is_some()) {
+        relative(stats.iter().map(|s| s.prefill_ms_per_1k).collect())
+    } else {
+        decode.clone()
+    };
+    decode
+        .into_iter()
+        .zip(prefill)
+        .map(|(decode, prefill)| Slowness { decode, prefill })
+        .collect()
+}
+
+/// Each measurement over the mean of the known ones (1.0 when unknown, or within
+/// [`SPEED_DEAD_BAND`] of the mean), clamped to 0.25..=8.
+fn relative(values: Vec<Option<f64>>) -> Vec<f64> {
+    let values: Vec<Option<f64>> = values.into_iter().map(|v| v.filter(|t| *t > 0.0)).collect();
+    let known: Vec<f64> = values.iter().flatten().copied().collect();
     if known.is_empty() {
-        return vec![1.0; candidates.len()];
+        return vec![1.0; values.len()];
     }
     let mean = known.iter().sum::<f64>() / known.len() as f64;
-    tpot.iter()
+    values
+        .iter()
         .map(|t| {
             let r = t.map_or(1.0, |t| t / mean);
             if (r - 1.0).abs() < SPEED_DEAD_BAND {
@@ -178,6 +208,7 @@ impl Policy for CacheAware {
         let k = decide(&self.cfg, &views, prompt.map_or(0, |p| p.tokens), turn);
         let chosen = &pool.workers[candidates[k]];
         if let Some(p) = prompt {
+            hints.uncached.set(views[k].uncached);
             self.index.insert(&p.chunks, chosen.uid);
             self.index.record_route(views[k].matched, p.tokens);
         }

@@ -82,6 +82,7 @@ fn a_slower_worker_gets_a_smaller_share_of_plain_traffic() {
         latency: Duration::from_millis(10 + 9 * tpot_ms),
         ttft: Some(Duration::from_millis(10)),
         completion_tokens: Some(10),
+        prefill_tokens: None,
     };
     for _ in 0..10 {
         p.workers[0].stats.record(&outcome(20));
@@ -105,6 +106,46 @@ fn a_slower_worker_gets_a_smaller_share_of_plain_traffic() {
 }
 
 #[test]
+fn a_worker_slow_at_prefill_gets_fewer_long_uncached_prompts() {
+    let p = pool(2, &[]);
+    // Same decode speed; worker 0 takes 4x as long to prefill 1k tokens.
+    let outcome = |ttft_ms: u64| Outcome {
+        success: true,
+        latency: Duration::from_millis(ttft_ms + 90),
+        ttft: Some(Duration::from_millis(ttft_ms)),
+        completion_tokens: Some(10),
+        prefill_tokens: Some(1000),
+    };
+    for _ in 0..10 {
+        p.workers[0].stats.record(&outcome(400));
+        p.workers[1].stats.record(&outcome(100));
+    }
+    let stats: Vec<_> = p.workers.iter().map(|w| w.stats.view()).collect();
+    let slow = relative_slowness(&stats);
+    assert_eq!((slow[0].decode, slow[1].decode), (1.0, 1.0));
+    assert!((slow[0].prefill - 1.6).abs() < 1e-9, "{slow:?}");
+    assert!((slow[1].prefill - 0.4).abs() < 1e-9, "{slow:?}");
+    let a = policy();
+    let mut held = Vec::new();
+    let mut count = [0usize; 2];
+    for i in 0..60 {
+        let h = hints(&context(&format!("fresh {i}"), 2_000));
+        let k = a.select(&p, &all(&p), &h);
+        // The decision notes what the chosen worker must prefill: the whole fresh prompt.
+        assert_eq!(h.uncached.take(), Some(h.prompt.as_ref().unwrap().tokens));
+        count[k] += 1;
+        held.push(LoadGuard::with_work(p.workers[k].clone(), 100));
+    }
+    assert!(
+        count[0] * 2 < count[1],
+        "slow {} fast {}",
+        count[0],
+        count[1]
+    );
+    assert!(count[0] > 0, "the slow worker still gets some");
+}
+
+#[test]
 fn equal_workers_share_an_idle_fleet_whatever_their_measured_noise() {
     let p = pool(3, &[]);
     for (w, tpot) in p.workers.iter().zip([5, 5, 6]) {
@@ -113,9 +154,15 @@ fn equal_workers_share_an_idle_fleet_whatever_their_measured_noise() {
             latency: Duration::from_millis(10 + 9 * tpot),
             ttft: Some(Duration::from_millis(10)),
             completion_tokens: Some(10),
+            prefill_tokens: None,
         });
     }
-    assert_eq!(relative_slowness(&p, &all(&p)), vec![1.0, 1.0, 1.0]);
+    let stats: Vec<_> = p.workers.iter().map(|w| w.stats.view()).collect();
+    let even = Slowness {
+        decode: 1.0,
+        prefill: 1.0,
+    };
+    assert_eq!(relative_slowness(&stats), vec![even; 3]);
     let a = policy();
     let chosen: std::collections::HashSet<usize> = (0..6)
         .map(|i| a.select(&p, &all(&p), &hints(&format!("prompt {i}"))))

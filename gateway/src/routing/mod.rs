@@ -121,6 +121,38 @@ pub struct RouteHints {
     /// The prompt's chunk hashes and size, for the cache-aware policies (computed only when
     /// the strategy uses them).
     pub prompt: Option<Arc<prefix_index::Prompt>>,
+    /// Written by a policy that estimated it: the prompt tokens the chosen worker will have to
+    /// prefill (not cached there). The worker's prefill-rate EWMA learns from it.
+    pub uncached: Noted,
+}
+
+/// A `u32` a policy may note while deciding, through the shared `&RouteHints`.
+#[derive(Debug, Default)]
+pub struct Noted(std::sync::atomic::AtomicU32);
+
+impl Noted {
+    const NONE: u32 = 0;
+
+    /// Note `v` (0 counts as nothing noted).
+    pub fn set(&self, v: u32) {
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The noted value, cleared.
+    pub fn take(&self) -> Option<u32> {
+        let v = self
+            .0
+            .swap(Self::NONE, std::sync::atomic::Ordering::Relaxed);
+        (v != Self::NONE).then_some(v)
+    }
+}
+
+impl Clone for Noted {
+    fn clone(&self) -> Self {
+        Noted(std::sync::atomic::AtomicU32::new(
+            self.0.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
 }
 
 /// A routing policy. Implementations are cheap to call and never block.

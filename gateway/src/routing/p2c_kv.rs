@@ -115,6 +115,7 @@ impl Policy for P2cKv {
             let depth = matched.unwrap_or_else(|| self.index.lookup(&p.chunks, &[uid])[0]);
             self.index.record_route(p.tokens_in(depth), p.tokens);
             self.index.insert(&p.chunks, uid);
+            hints.uncached.set(p.tokens - p.tokens_in(depth));
         }
         chosen
     }

@@ -28,6 +28,49 @@ fn equal_prefixes_share_their_chunk_hashes_and_models_are_apart() {
 }
 
 #[test]
+fn every_byte_of_a_chunk_counts_in_its_hash() {
+    // 256-byte chunks: 8 blocks of 4 lanes; 100 bytes: 3 blocks, a word and a 4-byte tail.
+    for len in [256usize, 100, 7, 1] {
+        let base = vec![b'a'; len];
+        let h = hash_chunk(1, &base);
+        for at in 0..len {
+            let mut changed = base.clone();
+            changed[at] = b'b';
+            assert_ne!(hash_chunk(1, &changed), h, "len {len}, byte {at}");
+        }
+        assert_ne!(hash_chunk(2, &base), h, "the seed counts");
+        // Swapping two words of different lanes changes the hash.
+        if len >= 16 {
+            let mut swapped = base.clone();
+            swapped[..8].copy_from_slice(b"12345678");
+            let mut other = base.clone();
+            other[8..16].copy_from_slice(b"12345678");
+            assert_ne!(hash_chunk(1, &swapped), hash_chunk(1, &other));
+        }
+    }
+}
+
+#[test]
+fn chunks_are_grouped_by_shard_keeping_their_order() {
+    let chunks: Vec<u64> = (0..1000u64).map(super::super::rng::mix64).collect();
+    let (sorted, starts) = by_shard(&chunks);
+    assert_eq!((starts[0], starts[SHARDS]), (0, chunks.len()));
+    let mut seen = 0;
+    for s in 0..SHARDS {
+        let group = &sorted[starts[s]..starts[s + 1]];
+        assert!(group.iter().all(|&c| shard_of(c) == s));
+        let expected: Vec<u64> = chunks
+            .iter()
+            .copied()
+            .filter(|&c| shard_of(c) == s)
+            .collect();
+        assert_eq!(group, expected.as_slice());
+        seen += group.len();
+    }
+    assert_eq!(seen, chunks.len());
+}
+
+#[test]
 fn lookup_finds_each_workers_longest_prefix() {
     let index = PrefixIndex::new(10_000);
     let ctx = context("c", 320);

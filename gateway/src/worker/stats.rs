@@ -1,5 +1,11 @@
-//! Per-worker request statistics: EWMAs of end-to-end latency, time to first token and time
-//! per output token, a time-decayed error rate, and lifetime totals.
+//! Per-worker request statistics: EWMAs of end-to-end latency, time to first token, time
+//! per output token and prefill time per 1,000 uncached prompt tokens, a time-decayed error
+//! rate, and lifetime totals.
+//!
+//! The prefill rate learns only from streamed responses whose routing decision estimated the
+//! uncached prompt tokens (the cache-aware policies) and found at least
+//! [`PREFILL_SAMPLE_MIN_TOKENS`] of them: then the time to the first token is mostly
+//! prefill, not the fixed cost of a request.
 //!
 //! The error rate is an EWMA of 0/1 outcomes whose value also halves every
 //! [`ERROR_HALF_LIFE_MS`] without traffic, so a worker that failed once is not shunned forever
@@ -17,6 +23,8 @@ pub const EWMA_ALPHA: f64 = 0.2;
 pub const ERROR_ALPHA: f64 = 0.1;
 /// The error rate halves after this long without new outcomes.
 pub const ERROR_HALF_LIFE_MS: f64 = 10_000.0;
+/// Fewer uncached prompt tokens than this say too little about the prefill rate.
+pub const PREFILL_SAMPLE_MIN_TOKENS: u32 = 256;
 
 /// Milliseconds on a process-wide monotonic clock.
 pub fn now_ms() -> u64 {
@@ -29,8 +37,11 @@ pub fn now_ms() -> u64 {
 pub struct Outcome {
     pub success: bool,
     pub latency: Duration,
+    /// Time to the first token of a streamed response.
     pub ttft: Option<Duration>,
     pub completion_tokens: Option<u64>,
+    /// The routing decision's estimate of the prompt tokens the worker had to prefill.
+    pub prefill_tokens: Option<u32>,
 }
 
 impl Outcome {
@@ -39,6 +50,12 @@ impl Outcome {
         let (ttft, n) = (self.ttft?, self.completion_tokens?);
         (n >= 2 && self.latency > ttft).then(|| (self.latency - ttft) / (n - 1) as u32)
     }
+
+    /// Time to the first token per 1,000 prefilled tokens, in ms, when it says something.
+    pub fn prefill_ms_per_1k(&self) -> Option<f64> {
+        let (ttft, n) = (self.ttft?, self.prefill_tokens?);
+        (n >= PREFILL_SAMPLE_MIN_TOKENS).then(|| ms(ttft) * 1000.0 / f64::from(n))
+    }
 }
 
 #[derive(Debug)]
@@ -46,6 +63,7 @@ pub struct Stats {
     latency_ms: AtomicF64,
     ttft_ms: AtomicF64,
     tpot_ms: AtomicF64,
+    prefill_ms_per_1k: AtomicF64,
     error_rate: AtomicF64,
     error_at_ms: AtomicU64,
     requests: AtomicU64,
@@ -60,6 +78,7 @@ impl Default for Stats {
             latency_ms: AtomicF64::new(f64::NAN),
             ttft_ms: AtomicF64::new(f64::NAN),
             tpot_ms: AtomicF64::new(f64::NAN),
+            prefill_ms_per_1k: AtomicF64::new(f64::NAN),
             error_rate: AtomicF64::new(0.0),
             error_at_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -89,6 +108,9 @@ pub struct StatsView {
     pub latency_ms: Option<f64>,
     pub ttft_ms: Option<f64>,
     pub tpot_ms: Option<f64>,
+    /// Time to first token per 1,000 uncached prompt tokens (see the module doc).
+    #[serde(default)]
+    pub prefill_ms_per_1k: Option<f64>,
     pub error_rate: f64,
     pub requests: u64,
     pub errors: u64,
@@ -108,6 +130,9 @@ impl Stats {
             }
             if let Some(t) = o.tpot() {
                 ewma(&self.tpot_ms, ms(t), EWMA_ALPHA);
+            }
+            if let Some(r) = o.prefill_ms_per_1k() {
+                ewma(&self.prefill_ms_per_1k, r, EWMA_ALPHA);
             }
         } else {
             self.errors.fetch_add(1, Relaxed);
@@ -139,6 +164,7 @@ impl Stats {
             latency_ms: opt(self.latency_ms.get()),
             ttft_ms: opt(self.ttft_ms.get()),
             tpot_ms: opt(self.tpot_ms.get()),
+            prefill_ms_per_1k: opt(self.prefill_ms_per_1k.get()),
             error_rate: self.error_rate(),
             requests: self.requests.load(Relaxed),
             errors: self.errors.load(Relaxed),
@@ -156,6 +182,7 @@ mod tests {
             latency: Duration::from_millis(latency_ms),
             ttft: Some(Duration::from_millis(10)),
             completion_tokens: Some(11),
+            prefill_tokens: None,
         }
     }
 
@@ -168,6 +195,29 @@ mod tests {
         assert_eq!(s.view().tpot_ms, Some(10.0));
         s.record_at(&ok(210), 0);
         assert!((s.latency_ms() - 130.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn prefill_rate_learns_only_from_long_uncached_prompts() {
+        let s = Stats::default();
+        let with = |prefill_tokens, ttft_ms| Outcome {
+            ttft: Some(Duration::from_millis(ttft_ms)),
+            prefill_tokens,
+            ..ok(500)
+        };
+        s.record_at(&with(None, 400), 0);
+        s.record_at(&with(Some(PREFILL_SAMPLE_MIN_TOKENS - 1), 400), 0);
+        assert_eq!(s.view().prefill_ms_per_1k, None);
+        s.record_at(&with(Some(2000), 100), 0); // 50 ms per 1k
+        assert_eq!(s.view().prefill_ms_per_1k, Some(50.0));
+        s.record_at(&with(Some(1000), 100), 0); // 100 ms per 1k
+        assert!((s.view().prefill_ms_per_1k.unwrap() - 60.0).abs() < 1e-9);
+        let failed = Outcome {
+            success: false,
+            ..with(Some(1000), 900)
+        };
+        s.record_at(&failed, 0);
+        assert!((s.view().prefill_ms_per_1k.unwrap() - 60.0).abs() < 1e-9);
     }
 
     #[test]
