@@ -54,6 +54,11 @@ pub struct EngineArgs {
     /// Q8_0, cached next to the model (`off` loads the file as it is)
     #[arg(long, value_enum, default_value_t = Requantize::Auto)]
     pub requantize: Requantize,
+    /// Make mistral.rs's engine thread worker 0 of the kernels' rayon pool, so candle's
+    /// parallel operations run on it instead of handing off to other threads each time
+    /// (needs `--threads` ≥ 2; see docs/engine.md)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin_engine_thread: bool,
     /// Prompt prefixes kept in the prefix cache (0 disables it)
     #[arg(long, default_value_t = 16)]
     pub prefix_cache: usize,
@@ -63,6 +68,15 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// Kernel threads: `--threads` or every core.
+    pub fn kernel_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
     /// The model id served: `--served-model-name` or the file stem.
     pub fn model_name(&self) -> String {
         self.served_model_name.clone().unwrap_or_else(|| {

@@ -131,7 +131,10 @@ impl Generation {
             }
             None => (context - prompt_tokens) as usize,
         };
-        let (sampling_params, processors) = sampling::engine_params(params, max_tokens);
+        let (sampling_params, mut processors) = sampling::engine_params(params, max_tokens);
+        if let Some(pin) = crate::pin::processor() {
+            processors.get_or_insert_with(Vec::new).insert(0, pin);
+        }
         let messages = match prompt {
             Prompt::Chat(m) => RequestMessage::Chat {
                 messages: message_maps(&m),

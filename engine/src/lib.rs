@@ -13,6 +13,8 @@
 //!   a client that disconnects cancels its sequence).
 //! - [`inflight`] and [`metrics`]: the vLLM gauges and histograms.
 //! - [`sampling`]: sampling parameters, including reproducible per-request `seed`s.
+//! - [`pin`] and [`warmup`]: the engine thread made a rayon worker, by a one-token request at
+//!   load.
 //! - [`transcode`]: re-encoding weights without fast CPU kernels (Q4_1, Q5) as Q8_0.
 //!
 //! ```text
@@ -28,8 +30,10 @@ pub mod generate;
 pub mod inflight;
 pub mod loader;
 pub mod metrics;
+pub mod pin;
 pub mod sampling;
 pub mod server;
 pub mod state;
 pub mod stop;
 pub mod transcode;
+pub mod warmup;

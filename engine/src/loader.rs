@@ -114,12 +114,21 @@ pub async fn load(args: &EngineArgs) -> anyhow::Result<LoadedModel> {
         ),
     };
     let name = args.model_name();
+    if args.pin_engine_thread {
+        crate::pin::enable(args.kernel_threads());
+    }
     let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
         .with_model_id(name.clone())
         .with_no_prefix_cache(args.prefix_cache == 0)
         .with_prefix_cache_n(args.prefix_cache.max(1))
         .build()
         .await;
+    let took = crate::warmup::run(&runner).await?;
+    tracing::info!(
+        seconds = took.as_secs_f64(),
+        pin = ?crate::pin::state(),
+        "warm-up token generated"
+    );
     Ok(LoadedModel {
         runner,
         name,

@@ -35,7 +35,10 @@ fn main() {
     if let Err(e) = loader::check_model_file(&args.model) {
         fail(&e.to_string());
     }
+    // One worker for HTTP: the cores belong to the model's kernels (mistral.rs runs the
+    // model on its own thread and rayon pool).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
