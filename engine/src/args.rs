@@ -56,7 +56,7 @@ pub struct EngineArgs {
     pub requantize: Requantize,
     /// Make mistral.rs's engine thread worker 0 of the kernels' rayon pool, so candle's
     /// parallel operations run on it instead of handing off to other threads each time
-    /// (needs `--threads` ≥ 2; see docs/engine.md)
+    /// (needs `--threads` ≥ 2; measured in docs/BENCHMARKS.md)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub pin_engine_thread: bool,
     /// Prompt prefixes kept in the prefix cache (0 disables it)

@@ -41,6 +41,7 @@ fn args(max_seqs: usize) -> EngineArgs {
         dtype: Dtype::F32,
         requantize: Requantize::Auto,
         prefix_cache: 16,
+        pin_engine_thread: true,
         log_format: "human".into(),
     }
 }
