@@ -77,9 +77,8 @@ impl Gateway {
         let dispatched = ctx.dispatched_at.unwrap_or(ctx.start);
         let success = verdict == Verdict::Success;
         // Only a stream's first byte is its first token; a whole response arrives at once.
-        let ttft = (ctx.observer.sse)
-            .then_some(ctx.observer.first_byte)
-            .flatten()
+        let ttft = (ctx.observer.first_byte)
+            .filter(|_| ctx.observer.sse)
             .map(|t| t.saturating_duration_since(dispatched));
         let outcome = Outcome {
             success,

@@ -30,6 +30,7 @@ pub mod weighted_round_robin;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::config::RoutingConfig;
@@ -128,30 +129,26 @@ pub struct RouteHints {
 
 /// A `u32` a policy may note while deciding, through the shared `&RouteHints`.
 #[derive(Debug, Default)]
-pub struct Noted(std::sync::atomic::AtomicU32);
+pub struct Noted(AtomicU32);
 
 impl Noted {
     const NONE: u32 = 0;
 
     /// Note `v` (0 counts as nothing noted).
     pub fn set(&self, v: u32) {
-        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+        self.0.store(v, Relaxed);
     }
 
     /// The noted value, cleared.
     pub fn take(&self) -> Option<u32> {
-        let v = self
-            .0
-            .swap(Self::NONE, std::sync::atomic::Ordering::Relaxed);
+        let v = self.0.swap(Self::NONE, Relaxed);
         (v != Self::NONE).then_some(v)
     }
 }
 
 impl Clone for Noted {
     fn clone(&self) -> Self {
-        Noted(std::sync::atomic::AtomicU32::new(
-            self.0.load(std::sync::atomic::Ordering::Relaxed),
-        ))
+        Noted(AtomicU32::new(self.0.load(Relaxed)))
     }
 }
 
