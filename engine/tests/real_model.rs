@@ -535,8 +535,7 @@ async fn the_gateway_fronts_the_engine() {
     c.health.check_interval_ms = 100;
     c.workers = vec![WorkerConfig {
         url: engine().to_string(),
-        weight: 1,
-        models: vec![],
+        ..Default::default()
     }];
     let gw = tokio::task::spawn_blocking(move || sagellm_gateway::server::spawn(c).unwrap())
         .await

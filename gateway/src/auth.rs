@@ -1,7 +1,8 @@
 //! API keys. LLM endpoints need one of `auth.api_keys` when any is configured
-//! (`Authorization: Bearer …` or `x-api-key`); management endpoints need `auth.admin_key` when
-//! it is set. Keys are kept only as SHA-256 digests and compared in constant time; they never
-//! appear in logs, errors or metrics.
+//! (`Authorization: Bearer …` or `x-api-key`); management writes need `auth.admin_key` when it
+//! is set, and without one they are refused (403) on a listener other hosts can reach unless
+//! `auth.allow_insecure_admin` says otherwise ([`AdminCheck`]). Keys are kept only as SHA-256
+//! digests and compared in constant time; they never appear in logs, errors or metrics.
 //!
 //! This is the one place that reads keys off request headers ([`api_key`], [`admin_key`]) and
 //! digests them ([`owner_of`] names a session's owner by its key's digest).
@@ -9,7 +10,7 @@
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, ServerConfig};
 use crate::error::GatewayError;
 
 /// `Authorization: Bearer <token>`, trimmed.
@@ -56,7 +57,39 @@ pub fn owner_of(api_key: Option<&str>) -> Owner {
 pub struct Auth {
     api_keys: Vec<[u8; 32]>,
     admin_key: Option<[u8; 32]>,
+    /// No admin key, a listener other hosts can reach, and no opt-out: writes are refused.
+    writes_locked: bool,
 }
+
+/// The verdict on a management write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminCheck {
+    Allowed,
+    /// An admin key is set and the request did not present it (401).
+    KeyNeeded,
+    /// No admin key is set and the listener is not loopback (403 until one is set).
+    Locked,
+}
+
+impl AdminCheck {
+    /// The refusal sent to the client (`None` when allowed).
+    pub fn refusal(self) -> Option<GatewayError> {
+        match self {
+            AdminCheck::Allowed => None,
+            AdminCheck::KeyNeeded => Some(GatewayError::Unauthorized(
+                "this management endpoint needs the admin key (Authorization: Bearer <admin key>)"
+                    .into(),
+            )),
+            AdminCheck::Locked => Some(GatewayError::Forbidden(LOCKED.into())),
+        }
+    }
+}
+
+/// Why a management write is refused on an exposed listener without an admin key.
+pub const LOCKED: &str = "management writes are disabled: this gateway listens on a \
+    non-loopback address and has no admin key. Set LLM_ADMIN_KEY (or [auth] admin_key) and \
+    send it as `Authorization: Bearer <admin key>`, bind to 127.0.0.1, or set \
+    LLM_ALLOW_INSECURE_ADMIN=true to allow unauthenticated management writes";
 
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.trim().as_bytes()).into()
@@ -68,10 +101,15 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl Auth {
-    pub fn new(cfg: &AuthConfig) -> Self {
+    /// Keys from `cfg`; `server` decides whether writes without an admin key are allowed.
+    pub fn new(cfg: &AuthConfig, server: &ServerConfig) -> Self {
+        let admin_key = cfg.admin_key.as_deref().map(digest);
         Self {
             api_keys: cfg.api_keys.iter().map(|k| digest(k)).collect(),
-            admin_key: cfg.admin_key.as_deref().map(digest),
+            writes_locked: admin_key.is_none()
+                && !server.is_loopback()
+                && !cfg.allow_insecure_admin,
+            admin_key,
         }
     }
 
@@ -90,18 +128,55 @@ impl Auth {
         self.api_keys.iter().fold(false, |ok, k| ok | ct_eq(k, &d))
     }
 
-    /// Whether management writes are open or `presented` is the admin key.
-    pub fn check_admin_key(&self, presented: Option<&str>) -> bool {
+    /// Whether a management write presenting `presented` may go ahead.
+    pub fn check_admin_key(&self, presented: Option<&str>) -> AdminCheck {
         match (&self.admin_key, presented) {
-            (None, _) => true,
-            (Some(k), Some(p)) => ct_eq(k, &digest(p)),
-            (Some(_), None) => false,
+            (None, _) if self.writes_locked => AdminCheck::Locked,
+            (None, _) => AdminCheck::Allowed,
+            (Some(k), Some(p)) if ct_eq(k, &digest(p)) => AdminCheck::Allowed,
+            (Some(_), _) => AdminCheck::KeyNeeded,
         }
     }
 
     pub fn admin_required(&self) -> bool {
         self.admin_key.is_some()
     }
+
+    /// Management writes are refused until an admin key is set ([`AdminCheck::Locked`]).
+    pub fn writes_locked(&self) -> bool {
+        self.writes_locked
+    }
+}
+
+/// What an operator must hear at startup about who can reach this gateway: an exposed
+/// listener without API keys (the LLM endpoints are open; like vLLM, the gateway warns rather
+/// than refuses), management writes locked for want of an admin key, or the explicit opt-out.
+pub fn exposure_warnings(auth: &AuthConfig, server: &ServerConfig) -> Vec<String> {
+    if server.is_loopback() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let at = format!("{}:{}", server.host, server.port);
+    if auth.api_keys.is_empty() {
+        out.push(format!(
+            "the LLM endpoints on {at} are open to anyone who can reach them: set \
+             LLM_API_KEYS (or [auth] api_keys) to require a key"
+        ));
+    }
+    if auth.admin_key.is_none() {
+        out.push(if auth.allow_insecure_admin {
+            format!(
+                "LLM_ALLOW_INSECURE_ADMIN is set: anyone who can reach {at} can add workers and \
+                 change the configuration; set LLM_ADMIN_KEY instead"
+            )
+        } else {
+            format!(
+                "management writes on {at} are disabled (403) until an admin key is set: \
+                 LLM_ADMIN_KEY (or [auth] admin_key)"
+            )
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -139,14 +214,26 @@ mod tests {
         assert_eq!(owner_of(Some("k-1")), Some(digest("k-1")));
     }
 
+    fn server(host: &str) -> ServerConfig {
+        ServerConfig {
+            host: host.into(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn keys() {
-        let open = Auth::new(&AuthConfig::default());
-        assert!(open.check_api_key(None) && open.check_admin_key(None));
-        let a = Auth::new(&AuthConfig {
-            api_keys: vec!["key-one-1234".into(), "key-two-1234".into()],
-            admin_key: Some("admin-12345".into()),
-        });
+        let open = Auth::new(&AuthConfig::default(), &server("127.0.0.1"));
+        assert!(open.check_api_key(None));
+        assert_eq!(open.check_admin_key(None), AdminCheck::Allowed);
+        let a = Auth::new(
+            &AuthConfig {
+                api_keys: vec!["key-one-1234".into(), "key-two-1234".into()],
+                admin_key: Some("admin-12345".into()),
+                ..Default::default()
+            },
+            &server("0.0.0.0"),
+        );
         assert!(a.check_api_key(Some("key-two-1234")));
         assert!(!a.check_api_key(Some("key-two-123")));
         assert!(!a.check_api_key(None));
@@ -154,8 +241,55 @@ mod tests {
             !a.check_api_key(Some("admin-12345")),
             "the admin key is not an API key"
         );
-        assert!(a.check_admin_key(Some("admin-12345")));
-        assert!(!a.check_admin_key(Some("key-one-1234")));
-        assert!(!a.check_admin_key(None));
+        assert_eq!(a.check_admin_key(Some("admin-12345")), AdminCheck::Allowed);
+        assert_eq!(
+            a.check_admin_key(Some("key-one-1234")),
+            AdminCheck::KeyNeeded
+        );
+        assert_eq!(a.check_admin_key(None), AdminCheck::KeyNeeded);
+        assert!(!a.writes_locked());
+    }
+
+    #[test]
+    fn exposed_listeners_without_an_admin_key_refuse_writes() {
+        for host in ["0.0.0.0", "::", "10.1.2.3", "gateway.internal"] {
+            let a = Auth::new(&AuthConfig::default(), &server(host));
+            assert_eq!(a.check_admin_key(None), AdminCheck::Locked, "{host}");
+            assert_eq!(
+                a.check_admin_key(Some("anything-at-all")),
+                AdminCheck::Locked
+            );
+            assert_eq!(a.check_admin_key(None).refusal().unwrap().status(), 403);
+        }
+        for host in ["127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost"] {
+            let a = Auth::new(&AuthConfig::default(), &server(host));
+            assert_eq!(a.check_admin_key(None), AdminCheck::Allowed, "{host}");
+        }
+        let opted_out = Auth::new(
+            &AuthConfig {
+                allow_insecure_admin: true,
+                ..Default::default()
+            },
+            &server("0.0.0.0"),
+        );
+        assert_eq!(opted_out.check_admin_key(None), AdminCheck::Allowed);
+        assert!(!opted_out.writes_locked());
+    }
+
+    #[test]
+    fn exposed_listeners_are_warned_about() {
+        let open = AuthConfig::default();
+        assert!(exposure_warnings(&open, &server("127.0.0.1")).is_empty());
+        let w = exposure_warnings(&open, &server("0.0.0.0"));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("LLM_API_KEYS") && w[1].contains("disabled (403)"));
+        let keyed = AuthConfig {
+            api_keys: vec!["key-one-1234".into()],
+            allow_insecure_admin: true,
+            ..Default::default()
+        };
+        let w = exposure_warnings(&keyed, &server("0.0.0.0"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("LLM_ALLOW_INSECURE_ADMIN is set"));
     }
 }

@@ -82,6 +82,7 @@ pub struct SimStats {
 /// Shared live state of a simulated worker. All methods take `&self`.
 pub struct SimControl {
     name: String,
+    api_key: Option<String>,
     models: Vec<String>,
     owned_by: String,
     flavor: MetricsFlavor,
@@ -133,6 +134,7 @@ impl SimControl {
         };
         Self {
             name: cfg.name.clone(),
+            api_key: cfg.api_key.clone(),
             models,
             owned_by: cfg.owned_by.clone(),
             flavor: cfg.flavor,
@@ -176,6 +178,10 @@ impl SimControl {
     /// The `x-sim-name` of this worker.
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// The key `/v1/*` requires, if any.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
     }
     /// Served model ids (never empty).
     pub fn models(&self) -> &[String] {

@@ -33,7 +33,13 @@ fn model_path() -> PathBuf {
         "{} is missing: run ./scripts/fetch-model.sh first",
         p.display()
     );
-    std::path::absolute(p).unwrap()
+    p.canonicalize().unwrap()
+}
+
+/// The test's model folders: the workspace's `models/` and the temp dir (for bad files).
+fn model_dirs() -> Vec<String> {
+    let models = model_path().parent().unwrap().display().to_string();
+    vec![models, std::env::temp_dir().display().to_string()]
 }
 
 /// A gateway without workers, with an admin key; engines found beside the test binary.
@@ -41,6 +47,7 @@ async fn gateway(tweak: impl FnOnce(&mut Config)) -> Fleet {
     Fleet::start(vec![], |c| {
         c.auth.admin_key = Some(ADMIN.into());
         c.control.stop_grace_seconds = 5;
+        c.control.model_dirs = model_dirs();
         tweak(c);
     })
     .await
@@ -495,7 +502,25 @@ async fn bad_start_requests_are_400_naming_the_field() {
         v["error"]["message"].as_str().unwrap().contains("model"),
         "{v}"
     );
-    let v = expect_error(start(r#"{"model":"/nonexistent/model.gguf"}"#).await, 400).await;
+    // Outside the model folders: 403 before the file system is consulted.
+    for outside in [
+        r#"{"model":"/nonexistent/model.gguf"}"#,
+        r#"{"model":"/etc/passwd"}"#,
+        r#"{"model":"/tmp/../etc/passwd"}"#,
+    ] {
+        let v = expect_error(start(outside).await, 403).await;
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("not under a model folder"), "{outside}: {v}");
+    }
+    let missing = std::env::temp_dir().join("sagellm-no-such-model.gguf");
+    let resp = post(
+        &fleet,
+        "/v1/management/engines/start",
+        Some(ADMIN),
+        Some(json!({ "model": missing })),
+    )
+    .await;
+    let v = expect_error(resp, 400).await;
     assert_eq!(param(&v).as_deref(), Some("model"), "{v}");
     assert!(
         v["error"]["message"]
@@ -504,7 +529,14 @@ async fn bad_start_requests_are_400_naming_the_field() {
             .contains("does not exist"),
         "{v}"
     );
-    let v = expect_error(start(r#"{"model":"/tmp"}"#).await, 400).await;
+    let resp = post(
+        &fleet,
+        "/v1/management/engines/start",
+        Some(ADMIN),
+        Some(json!({ "model": std::env::temp_dir() })),
+    )
+    .await;
+    let v = expect_error(resp, 400).await;
     assert_eq!(param(&v).as_deref(), Some("model"), "a directory: {v}");
     let text =
         std::env::temp_dir().join(format!("sagellm-not-a-model-{}.gguf", std::process::id()));

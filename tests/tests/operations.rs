@@ -207,6 +207,7 @@ fn step_every_series_moved(fleet: &Fleet, text: &str) {
         "llm_gateway_request_latency_seconds_count",
         "llm_gateway_time_to_first_token_seconds_count",
         "llm_gateway_time_per_output_token_seconds_count",
+        "llm_gateway_overhead_seconds_count",
         "llm_gateway_retries_total",
         "llm_gateway_prompt_tokens_total",
         "llm_gateway_completion_tokens_total",

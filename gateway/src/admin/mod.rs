@@ -3,7 +3,8 @@
 //! paths to it, so everything is served on one port.
 //!
 //! Writes need `auth.admin_key` when it is set (`Authorization: Bearer <key>` or
-//! `x-admin-key`); reads are open. The session endpoints are served here too, but checked
+//! `x-admin-key`); without one they are refused with 403 on a listener other hosts can reach
+//! (see [`crate::auth::AdminCheck`]). Reads are open; secrets in them are masked. The session endpoints are served here too, but checked
 //! against the API keys like the LLM endpoints (see [`crate::session::api`]).
 
 mod breakers;
@@ -26,22 +27,19 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::edge::reply;
-use crate::error::GatewayError;
 use crate::state::AppState;
 use crate::views::{fleet, RoutingStats, StatusInfo};
 
 async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if write
-        && !state
+    if write {
+        let verdict = state
             .auth
             .load()
-            .check_admin_key(crate::auth::admin_key(req.headers()))
-    {
-        return reply::error(&GatewayError::Unauthorized(
-            "this management endpoint needs the admin key (Authorization: Bearer <admin key>)"
-                .into(),
-        ));
+            .check_admin_key(crate::auth::admin_key(req.headers()));
+        if let Some(refusal) = verdict.refusal() {
+            return reply::error(&refusal);
+        }
     }
     next.run(req).await
 }

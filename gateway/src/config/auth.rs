@@ -4,12 +4,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{check, ConfigError};
 
-/// API keys. Empty `api_keys` = LLM endpoints open; no `admin_key` = management open.
+/// API keys. Empty `api_keys` = LLM endpoints open. Without an `admin_key`, management writes
+/// are open only on a loopback listener (or with `allow_insecure_admin`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub api_keys: Vec<String>,
     pub admin_key: Option<String>,
+    /// Allow management writes without an admin key on a listener other hosts can reach
+    /// (`LLM_ALLOW_INSECURE_ADMIN`); logged as a warning at startup.
+    pub allow_insecure_admin: bool,
 }
 
 impl AuthConfig {

@@ -24,6 +24,9 @@ pub struct ControlConfig {
     pub drain_timeout_seconds: u64,
     /// Stopping an engine: how long it may take to exit after SIGTERM before it gets SIGKILL.
     pub stop_grace_seconds: u64,
+    /// Folders the engine-start API may load models from (relative = to the gateway's working
+    /// directory); a model outside them is refused with 403 (`LLM_MODEL_DIRS`, comma-separated).
+    pub model_dirs: Vec<String>,
 }
 
 impl Default for ControlConfig {
@@ -35,6 +38,7 @@ impl Default for ControlConfig {
             start_timeout_seconds: 120,
             drain_timeout_seconds: 30,
             stop_grace_seconds: 10,
+            model_dirs: vec!["models".into()],
         }
     }
 }
@@ -68,7 +72,15 @@ impl ControlConfig {
             self.stop_grace_seconds <= 3_600,
             "control.stop_grace_seconds",
             "must be 0..=3600 (0 sends SIGKILL right after SIGTERM)",
-        )
+        )?;
+        for (i, d) in self.model_dirs.iter().enumerate() {
+            check(
+                !d.trim().is_empty(),
+                &format!("control.model_dirs[{i}]"),
+                "must be a folder path",
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -144,10 +144,17 @@ impl Engines {
             }
         }
         let model = req.model.clone();
-        let model = tokio::task::spawn_blocking(move || check_model(&model))
-            .await
-            .map_err(|e| GatewayError::Internal(e.to_string()))?
-            .map_err(|e| invalid("model", e))?;
+        let dirs = cfg.model_dirs.clone();
+        let model = tokio::task::spawn_blocking(move || {
+            if model.as_os_str().is_empty() {
+                return Err(invalid("model", "must be the path of a local GGUF file"));
+            }
+            let confined = super::model_dirs::confine(&model, &dirs)
+                .map_err(|e| GatewayError::Forbidden(format!("model: {e}")))?;
+            check_model(&confined).map_err(|e| invalid("model", e))
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))??;
         let binary =
             process::find_engine_binary(&cfg.engine_binary).map_err(GatewayError::Internal)?;
         let launch = LaunchSpec {

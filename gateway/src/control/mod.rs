@@ -38,6 +38,7 @@ pub mod api;
 pub mod engines;
 pub mod gpu;
 mod membership;
+pub mod model_dirs;
 pub mod overview;
 pub mod process;
 pub mod record;
