@@ -4,6 +4,7 @@
 //! and stops it on demand.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use crate::proxy::Gateway;
 use crate::reload::watch::ConfigWatcher;
 use crate::reload::ConfigSource;
 use crate::state::AppState;
+use crate::tls::{self, CertStore, Rotation};
 
 /// Build the state and the Pingora server for a validated config. With a `source`, the config
 /// file is watched and edits are applied live.
@@ -30,8 +32,21 @@ pub fn build(
     source: Option<ConfigSource>,
 ) -> Result<(Server, Arc<AppState>), ConfigError> {
     config.validate()?;
+    for warning in crate::auth::exposure_warnings(&config.auth, &config.server) {
+        tracing::warn!("{warning}");
+    }
     let specs = config.worker_specs()?;
     let listen = format!("{}:{}", config.server.host, config.server.port);
+    let tls = config.server.tls.clone();
+    let certs = match &tls {
+        Some(t) => Some(Arc::new(CertStore::open(
+            Path::new(&t.cert_file),
+            Path::new(&t.key_file),
+        )?)),
+        None => None,
+    };
+    // Checked here: Pingora's connector would panic on a bad CA bundle.
+    tls::upstream::roots(config.upstream.ca_file.as_deref())?;
     let threads = match config.server.threads {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -44,6 +59,7 @@ pub fn build(
         // requests finished); Pingora's own fixed sleep is not needed after that.
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(5),
+        ca_file: config.upstream.ca_file.clone(),
         ..ServerConf::default()
     };
     let state = AppState::new(config, specs);
@@ -63,7 +79,20 @@ pub fn build(
     server.bootstrap();
     let gateway = Gateway::new(state.clone(), admin_addr);
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
-    proxy.add_tcp(&listen);
+    match (&tls, certs) {
+        (Some(t), Some(store)) => {
+            proxy.add_tls_with_settings(&listen, None, tls::listener_settings(t, store.clone())?);
+            server.add_service(background_service(
+                "tls-rotation",
+                Rotation {
+                    store,
+                    interval: std::time::Duration::from_secs(t.reload_interval_seconds),
+                    state: state.clone(),
+                },
+            ));
+        }
+        _ => proxy.add_tcp(&listen),
+    }
     server.add_service(proxy);
     server.add_service(background_service("admin", admin));
     server.add_service(background_service(
@@ -160,6 +189,8 @@ pub fn run_forever(server: Server, state: Arc<AppState>) -> ! {
 /// A gateway running on a background thread (tests, embedding).
 pub struct RunningGateway {
     pub addr: SocketAddr,
+    /// Whether the listener speaks HTTPS (`[server.tls]`).
+    pub tls: bool,
     pub state: Arc<AppState>,
     stop: Arc<Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -185,6 +216,7 @@ pub fn spawn_with_source(
         config.server.port = free_port()?;
     }
     let addr: SocketAddr = format!("{}:{}", config.server.host, config.server.port).parse()?;
+    let tls = config.server.tls.is_some();
     let (server, state) = build(config, source)?;
     let stop = Arc::new(Notify::new());
     let signal = ShutdownSignals {
@@ -209,6 +241,7 @@ pub fn spawn_with_source(
     }
     Ok(RunningGateway {
         addr,
+        tls,
         state,
         stop,
         thread: Some(thread),
@@ -216,8 +249,10 @@ pub fn spawn_with_source(
 }
 
 impl RunningGateway {
+    /// `http://ADDR` or `https://ADDR`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Graceful stop; waits for the server thread.
