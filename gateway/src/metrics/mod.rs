@@ -15,7 +15,7 @@ pub mod queue;
 pub mod request;
 
 use parking_lot::Mutex;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 
 pub use request::{Buckets, RequestMetrics, RequestRecord, RouteLabel, TrafficTotals};
 
@@ -27,6 +27,8 @@ pub struct Metrics {
     pub requests: RequestMetrics,
     fleet: fleet::FleetMetrics,
     pub queue: queue::QueueMetrics,
+    /// `llm_gateway_tls_certificate_reloads_total{result="ok"|"error"}` (see `tls::Rotation`).
+    pub tls_reloads: IntCounterVec,
     /// Serialises scrapes: the fleet families are reset and refilled for each one.
     scrape: Mutex<()>,
 }
@@ -50,7 +52,19 @@ impl Metrics {
         let requests = RequestMetrics::register(&registry).expect("request metric families");
         let fleet = fleet::FleetMetrics::register(&registry).expect("fleet metric families");
         let queue = queue::QueueMetrics::register(&registry).expect("queue metric families");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "llm_gateway_tls_certificate_reloads_total",
+                "Reloads of the listener's TLS certificate after its files changed, by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric options");
+        registry
+            .register(Box::new(tls_reloads.clone()))
+            .expect("TLS metric family");
         Self {
+            tls_reloads,
             registry,
             requests,
             fleet,

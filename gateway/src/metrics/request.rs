@@ -95,6 +95,9 @@ pub struct RequestRecord {
     pub completion_tokens: u64,
     /// Attempts beyond the first.
     pub retries: u64,
+    /// Time spent in the gateway: arrival → request sent to the worker, plus the worker's
+    /// last byte → response finished (requests one worker answered without a retry).
+    pub overhead: Option<Duration>,
 }
 
 /// Cumulative counts of a histogram: `cumulative[i]` observations were ≤ `bounds[i]`, and
@@ -156,6 +159,7 @@ pub struct RequestMetrics {
     latency: Vec<Histogram>,
     ttft: Histogram,
     tpot: Histogram,
+    overhead: Histogram,
     retries: IntCounter,
     prompt_tokens: IntCounter,
     completion_tokens: IntCounter,
@@ -195,6 +199,14 @@ impl RequestMetrics {
             )
             .buckets(exponential_buckets(0.001, 2.0, 13)?), // 1 ms … 4 s
         )?;
+        let overhead = Histogram::with_opts(
+            HistogramOpts::new(
+                "llm_gateway_overhead_seconds",
+                "Time spent in the gateway per proxied request: arrival to the request sent to \
+                 the worker, plus the worker's last byte to the response's end",
+            )
+            .buckets(exponential_buckets(0.000_05, 2.0, 16)?), // 50 µs … 1.6 s
+        )?;
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
         let retries = counter(
             "llm_gateway_retries_total",
@@ -223,6 +235,7 @@ impl RequestMetrics {
         r.register(Box::new(latency.clone()))?;
         r.register(Box::new(ttft.clone()))?;
         r.register(Box::new(tpot.clone()))?;
+        r.register(Box::new(overhead.clone()))?;
         r.register(Box::new(retries.clone()))?;
         r.register(Box::new(prompt_tokens.clone()))?;
         r.register(Box::new(completion_tokens.clone()))?;
@@ -239,6 +252,7 @@ impl RequestMetrics {
                 .collect(),
             ttft,
             tpot,
+            overhead,
             retries,
             prompt_tokens,
             completion_tokens,
@@ -255,6 +269,9 @@ impl RequestMetrics {
         self.latency[i].observe(r.latency.as_secs_f64());
         if let Some(t) = r.ttft {
             self.ttft.observe(t.as_secs_f64());
+        }
+        if let Some(t) = r.overhead {
+            self.overhead.observe(t.as_secs_f64());
         }
         if let Some(t) = r.tpot {
             self.tpot.observe(t.as_secs_f64());

@@ -25,10 +25,20 @@ pub(super) fn record(ctx: &RequestCtx, status: u16) -> RequestRecord {
         .first_byte
         .filter(|_| ttft.is_some() && tokens >= 2)
         .map(|f| f.elapsed() / (tokens as u32 - 1));
+    let now = std::time::Instant::now();
+    // Only a request one worker answered in full: a failed attempt's time is the worker's.
+    let overhead = ctx
+        .sent_at
+        .zip(ctx.upstream_done)
+        .filter(|_| proxied && ctx.attempts() <= 1)
+        .map(|(sent, done)| {
+            sent.saturating_duration_since(ctx.start) + now.saturating_duration_since(done)
+        });
     RequestRecord {
         route: Some(ctx.route.label()),
         status,
-        latency: ctx.start.elapsed(),
+        latency: now.saturating_duration_since(ctx.start),
+        overhead,
         ttft,
         tpot,
         prompt_tokens: if proxied {

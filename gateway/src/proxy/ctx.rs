@@ -63,6 +63,10 @@ pub struct RequestCtx {
     pub worker: Option<Arc<Worker>>,
     /// When the last attempt was dispatched (worker-side latency is measured from here).
     pub dispatched_at: Option<Instant>,
+    /// When the last attempt's request went to the worker, and when the worker's last response
+    /// byte came back: the time outside them is the gateway's overhead.
+    pub sent_at: Option<Instant>,
+    pub upstream_done: Option<Instant>,
     /// The routing policy's estimate of the prompt tokens the last attempt's worker had to
     /// prefill (not cached there), when it made one.
     pub prefill_tokens: Option<u32>,
@@ -103,6 +107,8 @@ impl RequestCtx {
             guard: None,
             worker: None,
             dispatched_at: None,
+            sent_at: None,
+            upstream_done: None,
             prefill_tokens: None,
             admission: None,
             active: None,
