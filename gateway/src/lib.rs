@@ -25,6 +25,8 @@
 //! - [`config`]: one file per section, each with its defaults and validation; `reload` applies
 //!   changes live (watched file, `PUT /api/config`); `metrics`: the series of `GET /metrics`.
 //! - [`server`]: assembling and running the Pingora server ([`server::spawn`] for tests);
+//!   `tls`: HTTPS on the listener (certificate files, live rotation); `auth`: API and admin
+//!   keys, and which management writes an exposed listener refuses;
 //!   [`cli`]: the `sagellm` command line; [`bench`]: `sagellm bench`.
 //!
 //! ## Where the state lives
@@ -72,5 +74,6 @@ pub mod server;
 mod session;
 mod sse;
 mod state;
+mod tls;
 pub mod views;
 mod worker;

@@ -75,15 +75,22 @@ impl AppState {
     pub fn new(config: Config, specs: Vec<WorkerSpec>) -> Arc<Self> {
         let policy: Box<dyn Policy> = routing::build(&config.routing);
         let u = &config.upstream;
+        // `server::build` checked the CA bundle; a test building the state directly gets the
+        // system roots when it is unreadable.
+        let roots = crate::tls::upstream::roots(u.ca_file.as_deref()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "using the system's CA roots");
+            crate::tls::upstream::roots(None).unwrap_or_else(|_| rustls::RootCertStore::empty())
+        });
         let client = http_client::build(
             Duration::from_millis(u.connect_timeout_ms),
             Duration::from_millis(u.idle_timeout_ms),
+            roots,
         );
         Arc::new(Self {
             pool: PoolHandle::new(specs),
             policy: ArcSwap::from_pointee(policy),
             limits: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
-            auth: ArcSwap::from_pointee(Auth::new(&config.auth)),
+            auth: ArcSwap::from_pointee(Auth::new(&config.auth, &config.server)),
             config: ArcSwap::from_pointee(config),
             started: Instant::now(),
             routable: watch::channel(0).0,

@@ -62,6 +62,8 @@ pub struct SimConfig {
     pub sleeping: bool,
     /// Seed of the RNG that decides `fail_rate` failures.
     pub seed: u64,
+    /// Like vLLM's `--api-key`: `/v1/*` needs `Authorization: Bearer <key>` (else 401). Fixed.
+    pub api_key: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -86,6 +88,7 @@ impl Default for SimConfig {
             health_status: 200,
             sleeping: false,
             seed: 0,
+            api_key: None,
         }
     }
 }

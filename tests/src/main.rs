@@ -86,6 +86,9 @@ struct Args {
     /// Seed of the RNG behind --fail-rate.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Require `Authorization: Bearer <key>` on /v1/* (vLLM's --api-key).
+    #[arg(long)]
+    api_key: Option<String>,
 }
 
 impl Args {
@@ -118,6 +121,7 @@ impl Args {
             hang: self.hang,
             health_status: self.health_status,
             sleeping: self.sleeping,
+            api_key: self.api_key.clone(),
             seed: self.seed,
         }
     }

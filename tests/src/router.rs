@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderValue;
-use axum::middleware::map_response_with_state;
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{from_fn_with_state, map_response_with_state, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -32,9 +32,29 @@ pub(crate) fn router(control: Arc<SimControl>) -> Router {
         .route("/sim/config", post(admin::config))
         .route("/sim/die", post(admin::die))
         .fallback(openai::not_found)
+        .layer(from_fn_with_state(Arc::clone(&control), check_api_key))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(map_response_with_state(Arc::clone(&control), tag_name))
         .with_state(control)
+}
+
+/// vLLM's `--api-key` check: only `/v1/*` is guarded, and the answer is its 401 body.
+async fn check_api_key(
+    State(control): State<Arc<SimControl>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(key) = control.api_key() {
+        let given = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if request.uri().path().starts_with("/v1") && given != Some(&format!("Bearer {key}")) {
+            let body = axum::Json(serde_json::json!({"error": "Unauthorized"}));
+            return (StatusCode::UNAUTHORIZED, body).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn tag_name(State(control): State<Arc<SimControl>>, mut response: Response) -> Response {

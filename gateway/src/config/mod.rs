@@ -5,6 +5,7 @@
 //! | section | file |
 //! |---|---|
 //! | `[server]` | [`server`] |
+//! | `[server.tls]` | [`tls`] |
 //! | `[[workers]]` | [`workers`] |
 //! | `[routing]` (+ `.p2c`, `.consistent_hash`, `.adaptive`, `.cache_aware`) | [`routing`] |
 //! | `[limits]` | [`limits`] |
@@ -34,6 +35,7 @@ mod scheduler;
 mod server;
 mod sessions;
 pub mod sources;
+mod tls;
 mod upstream;
 mod workers;
 
@@ -52,6 +54,7 @@ pub use routing::{
 pub use scheduler::{KeySlo, QueuePolicy, SchedulerConfig};
 pub use server::ServerConfig;
 pub use sessions::SessionsConfig;
+pub use tls::TlsConfig;
 pub use upstream::UpstreamConfig;
 pub use workers::WorkerConfig;
 
@@ -192,7 +195,12 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, w)| {
+                let options = workers::worker_options(i, w)?;
+                if options.insecure_skip_verify {
+                    tracing::warn!(worker = %w.url, "insecure_skip_verify: this worker's certificate is not checked");
+                }
                 WorkerSpec::new(&w.url, w.weight, w.models.clone())
+                    .map(|spec| spec.with_options(options))
                     .map_err(|e| ConfigError::new(format!("workers[{i}].url"), e))
             })
             .collect()

@@ -23,6 +23,13 @@ pub struct Overrides {
     /// Comma-separated API keys (replaces `auth.api_keys`).
     pub api_keys: Option<String>,
     pub admin_key: Option<String>,
+    pub allow_insecure_admin: Option<bool>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    /// Comma-separated folders (replaces `control.model_dirs`).
+    pub model_dirs: Option<String>,
+    /// `upstream.ca_file`.
+    pub upstream_ca_file: Option<String>,
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
@@ -38,7 +45,9 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
 
 impl Overrides {
     /// Read `LLM_HOST`, `LLM_PORT`, `LLM_WORKER_URLS`, `LLM_ROUTING_STRATEGY`, `LLM_THREADS`,
-    /// `LLM_RATE_LIMIT_ENABLED`, `LLM_CIRCUIT_BREAKER_ENABLED`, `LLM_API_KEYS`, `LLM_ADMIN_KEY`
+    /// `LLM_RATE_LIMIT_ENABLED`, `LLM_CIRCUIT_BREAKER_ENABLED`, `LLM_API_KEYS`, `LLM_ADMIN_KEY`,
+    /// `LLM_ALLOW_INSECURE_ADMIN`, `LLM_TLS_CERT_FILE`, `LLM_TLS_KEY_FILE`, `LLM_MODEL_DIRS`,
+    /// `LLM_UPSTREAM_CA_FILE`
     /// through `get` (tests pass a map; `main` passes `std::env::var`).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let port = match get("LLM_PORT") {
@@ -59,6 +68,11 @@ impl Overrides {
             circuit_breaker_enabled: flag("LLM_CIRCUIT_BREAKER_ENABLED")?,
             api_keys: get("LLM_API_KEYS"),
             admin_key: get("LLM_ADMIN_KEY").filter(|v| !v.trim().is_empty()),
+            allow_insecure_admin: flag("LLM_ALLOW_INSECURE_ADMIN")?,
+            tls_cert_file: get("LLM_TLS_CERT_FILE").filter(|v| !v.trim().is_empty()),
+            tls_key_file: get("LLM_TLS_KEY_FILE").filter(|v| !v.trim().is_empty()),
+            model_dirs: get("LLM_MODEL_DIRS").filter(|v| !v.trim().is_empty()),
+            upstream_ca_file: get("LLM_UPSTREAM_CA_FILE").filter(|v| !v.trim().is_empty()),
             host: get("LLM_HOST").filter(|v| !v.trim().is_empty()),
             port,
             worker_urls: get("LLM_WORKER_URLS").filter(|v| !v.trim().is_empty()),
@@ -97,6 +111,28 @@ impl Overrides {
         }
         if let Some(k) = &self.admin_key {
             config.auth.admin_key = Some(k.trim().to_string());
+        }
+        if let Some(dirs) = &self.model_dirs {
+            config.control.model_dirs = dirs
+                .split(',')
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect();
+        }
+        if let Some(f) = &self.upstream_ca_file {
+            config.upstream.ca_file = Some(f.trim().to_string());
+        }
+        if let Some(on) = self.allow_insecure_admin {
+            config.auth.allow_insecure_admin = on;
+        }
+        if self.tls_cert_file.is_some() || self.tls_key_file.is_some() {
+            let tls = config.server.tls.get_or_insert_with(Default::default);
+            if let Some(f) = &self.tls_cert_file {
+                tls.cert_file = f.trim().into();
+            }
+            if let Some(f) = &self.tls_key_file {
+                tls.key_file = f.trim().into();
+            }
         }
         if let Some(s) = &self.routing_strategy {
             config.routing.strategy = s
@@ -223,6 +259,11 @@ mod tests {
             ("LLM_CIRCUIT_BREAKER_ENABLED", "0"),
             ("LLM_API_KEYS", "key-aaaaaaaa, key-bbbbbbbb"),
             ("LLM_ADMIN_KEY", "admin-secret"),
+            ("LLM_ALLOW_INSECURE_ADMIN", "true"),
+            ("LLM_TLS_CERT_FILE", "/etc/gw/cert.pem"),
+            ("LLM_TLS_KEY_FILE", "/etc/gw/key.pem"),
+            ("LLM_MODEL_DIRS", "/srv/models, models"),
+            ("LLM_UPSTREAM_CA_FILE", "/etc/gw/workers-ca.pem"),
         ]
         .into();
         let env = Overrides::from_env(|k| env_map.get(k).map(|v| v.to_string())).unwrap();
@@ -231,7 +272,20 @@ mod tests {
         assert!(!c.rate_limit.enabled && !c.circuit_breaker.enabled);
         assert_eq!(c.auth.api_keys, vec!["key-aaaaaaaa", "key-bbbbbbbb"]);
         assert_eq!(c.auth.admin_key.as_deref(), Some("admin-secret"));
-        c.validate().unwrap();
+        assert!(c.auth.allow_insecure_admin);
+        assert_eq!(c.control.model_dirs, vec!["/srv/models", "models"]);
+        assert_eq!(
+            c.upstream.ca_file.as_deref(),
+            Some("/etc/gw/workers-ca.pem")
+        );
+        let tls = c.server.tls.as_ref().unwrap();
+        assert_eq!(
+            (tls.cert_file.as_str(), tls.key_file.as_str()),
+            ("/etc/gw/cert.pem", "/etc/gw/key.pem")
+        );
+        let e = Overrides::from_env(|k| (k == "LLM_ALLOW_INSECURE_ADMIN").then(|| "maybe".into()))
+            .unwrap_err();
+        assert_eq!(e.field, "LLM_ALLOW_INSECURE_ADMIN");
     }
 
     #[test]

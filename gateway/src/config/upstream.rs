@@ -13,6 +13,9 @@ pub struct UpstreamConfig {
     pub read_timeout_ms: u64,
     /// Idle pooled connections are closed after this; keep it below the workers' keep-alive (5 s).
     pub idle_timeout_ms: u64,
+    /// PEM bundle that `https://` workers' certificates are checked against, instead of the
+    /// system's roots (a private CA). Read at start-up: a change needs a restart.
+    pub ca_file: Option<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -21,6 +24,7 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: 2_000,
             read_timeout_ms: 300_000,
             idle_timeout_ms: 4_000,
+            ca_file: None,
         }
     }
 }
@@ -41,6 +45,11 @@ impl UpstreamConfig {
             self.idle_timeout_ms >= 1,
             "upstream.idle_timeout_ms",
             "must be >= 1",
+        )?;
+        check(
+            self.ca_file.as_deref().is_none_or(|f| !f.trim().is_empty()),
+            "upstream.ca_file",
+            "must be a file path (leave it out for the system's roots)",
         )
     }
 }

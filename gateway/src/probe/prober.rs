@@ -77,8 +77,7 @@ async fn worker_loop(state: Arc<AppState>, worker: Arc<Worker>) {
 async fn check(state: &AppState, worker: &Worker) {
     let cfg = state.config.load();
     let timeout = Duration::from_millis(cfg.health.check_timeout_ms);
-    let base = &worker.spec.url;
-    let alive = match http_client::get(&state.client, &format!("{base}/health"), timeout).await {
+    let alive = match http_client::get(&state.client, &worker.spec, "/health", timeout).await {
         Ok((s, _)) if (200..300).contains(&s) => Ok(()),
         Ok((404, _)) => Ok(()), // no /health: discovery below decides
         Ok((s, _)) => Err(format!("/health answered {s}")),
@@ -95,6 +94,9 @@ async fn check(state: &AppState, worker: &Worker) {
     if let Err(e) = &result {
         tracing::debug!(worker = %worker.id, error = %e, "health check failed");
     }
+    worker
+        .health
+        .set_check_error(result.as_ref().err().map(String::as_str));
     if let Some((from, to)) = worker.health.record(result.is_ok(), thresholds) {
         match &result {
             Ok(()) => {
@@ -109,9 +111,8 @@ async fn check(state: &AppState, worker: &Worker) {
 }
 
 async fn discover(state: &AppState, worker: &Worker, timeout: Duration) -> Result<(), String> {
-    let base = &worker.spec.url;
     let (status, body) =
-        http_client::get(&state.client, &format!("{base}/v1/models"), timeout).await?;
+        http_client::get(&state.client, &worker.spec, "/v1/models", timeout).await?;
     if status != 200 {
         return Err(format!("/v1/models answered {status}"));
     }
@@ -120,7 +121,7 @@ async fn discover(state: &AppState, worker: &Worker, timeout: Duration) -> Resul
     meta.version = old.version.clone();
     if meta.kind == WorkerKind::Vllm && meta.version.is_none() {
         if let Ok((200, body)) =
-            http_client::get(&state.client, &format!("{base}/version"), timeout).await
+            http_client::get(&state.client, &worker.spec, "/version", timeout).await
         {
             meta.version = discovery::parse_version(&body);
         }
@@ -137,13 +138,7 @@ async fn discover(state: &AppState, worker: &Worker, timeout: Duration) -> Resul
 async fn scrape(state: &AppState, worker: &Worker) {
     let timeout = Duration::from_millis(state.config.load().health.check_timeout_ms);
     let mark = worker.load.mark();
-    match http_client::get(
-        &state.client,
-        &format!("{}/metrics", worker.spec.url),
-        timeout,
-    )
-    .await
-    {
+    match http_client::get(&state.client, &worker.spec, "/metrics", timeout).await {
         Ok((200, body)) => {
             let g = prom::parse(&String::from_utf8_lossy(&body));
             if g.has_load() {

@@ -16,6 +16,7 @@ use super::account::Verdict;
 use super::ctx::RequestCtx;
 use super::{retry, select, Gateway};
 use crate::error::GatewayError;
+use crate::worker::spec::WorkerSpec;
 
 /// Request headers never copied to the worker (hop-by-hop or recomputed).
 const SKIP_REQUEST: &[&str] = &[
@@ -64,15 +65,7 @@ pub(super) async fn run(
             return Err(retry::budget_spent(ctx));
         }
         let worker = select::dispatch(&gw.state, ctx).await?;
-        let attempted = attempt(
-            gw,
-            session,
-            ctx,
-            &worker.spec.url,
-            &worker.spec.authority,
-            body.clone(),
-        )
-        .await;
+        let attempted = attempt(gw, session, ctx, &worker.spec, body.clone()).await;
         match attempted {
             Ok(()) | Err(AttemptError::Final(None)) => return Ok(()),
             Err(AttemptError::Final(Some(e))) => return Err(e),
@@ -91,8 +84,7 @@ async fn attempt(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    base: &str,
-    authority: &str,
+    spec: &WorkerSpec,
     body: Bytes,
 ) -> Result<(), AttemptError> {
     let cfg = ctx.config.clone();
@@ -108,7 +100,7 @@ async fn attempt(
     };
     let mut req = http::Request::builder()
         .method(req_header.method.clone())
-        .uri(format!("{base}{path}"));
+        .uri(format!("{}{path}", spec.url));
     // A rewritten body is JSON the gateway made; a translated request's Anthropic headers
     // (and its key, meant for the gateway) mean nothing to an OpenAI worker.
     let rewritten = ctx.translation.is_some();
@@ -129,7 +121,7 @@ async fn attempt(
         req = req.header("content-type", "application/json");
     }
     let req = req
-        .header("host", authority)
+        .header("host", spec.host_header())
         .header("content-length", body.len())
         .body(Full::new(body))
         .map_err(|e| {
@@ -138,7 +130,8 @@ async fn attempt(
             ))))
         })?;
 
-    let resp = match tokio::time::timeout(read_timeout, gw.state.client.request(req)).await {
+    ctx.sent_at = Some(std::time::Instant::now());
+    let resp = match tokio::time::timeout(read_timeout, gw.state.client.request(spec, req)).await {
         Err(_) => {
             let e = GatewayError::UpstreamTimeout("the worker did not answer in time".into());
             return Err(AttemptError::Retryable(e, Verdict::Failure));
@@ -149,7 +142,10 @@ async fn attempt(
             } else {
                 Verdict::Failure
             };
-            let e = GatewayError::UpstreamFailed(format!("worker request failed: {e}"));
+            let e = GatewayError::UpstreamFailed(format!(
+                "worker request failed: {}",
+                crate::http_client::error_chain(&e)
+            ));
             return Err(AttemptError::Retryable(e, verdict));
         }
         Ok(Ok(r)) => r,
@@ -195,7 +191,10 @@ async fn attempt(
     loop {
         let broke = match tokio::time::timeout(read_timeout, upstream_body.frame()).await {
             Err(_) => GatewayError::UpstreamTimeout("the worker stalled mid-response".into()),
-            Ok(None) => break,
+            Ok(None) => {
+                ctx.upstream_done = Some(std::time::Instant::now());
+                break;
+            }
             Ok(Some(Err(e))) => GatewayError::UpstreamFailed(format!("the worker broke off: {e}")),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {

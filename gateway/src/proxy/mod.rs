@@ -11,7 +11,7 @@
 //! upstream_peer      backoff before a retry → `select::dispatch`: the gateway's queue, then
 //!                    eligible workers (routable, breaker, model, not tried) → policy → worker
 //!                    rate limit → in-flight token
-//! upstream_request_filter   Host of the worker
+//! upstream_request_filter   Host of the worker; the request leaves (overhead clock)
 //! upstream_response_filter  status; 429/502/503/504 before any byte → retry elsewhere
 //! upstream_response_body_filter   TTFT, usage (`observe`)
 //! fail_to_connect / error_while_proxy   end the attempt (`account`), retry on another worker
@@ -155,7 +155,15 @@ impl ProxyHttp for Gateway {
             .await
             .map_err(|e| refused(ctx, e))?;
         let u = &cfg.upstream;
-        let mut peer = HttpPeer::new(worker.spec.addr, false, String::new());
+        let spec = &worker.spec;
+        let sni = if spec.tls {
+            spec.host.clone()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(spec.addr, spec.tls, sni);
+        peer.options.verify_cert = !spec.options.insecure_skip_verify;
+        peer.options.verify_hostname = !spec.options.insecure_skip_verify;
         peer.options.connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
         peer.options.read_timeout = Some(Duration::from_millis(u.read_timeout_ms));
         peer.options.idle_timeout = Some(Duration::from_millis(u.idle_timeout_ms));
@@ -170,8 +178,12 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(w) = ctx.worker.as_ref().filter(|_| ctx.kind == Kind::Llm) {
             upstream_request.insert_header(http::header::HOST, w.host_header.clone())?;
+            for (name, value) in &w.spec.options.headers {
+                upstream_request.insert_header(name.clone(), value.clone())?;
+            }
         }
         upstream_request.remove_header("expect");
+        ctx.sent_at = Some(std::time::Instant::now());
         Ok(())
     }
 
@@ -215,11 +227,14 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(b) = body {
             ctx.observer.on_chunk(b);
+        }
+        if end_of_stream {
+            ctx.upstream_done = Some(std::time::Instant::now());
         }
         Ok(None)
     }

@@ -180,6 +180,10 @@ pub(crate) fn swap_in(live: &Targets<'_>, mut new: Config) -> Result<Applied, Co
         // values for large-body forwarding and probes.
         restart.push("upstream (for bodies over 64 KiB and probes)".to_string());
     }
+    if new.upstream.ca_file != old.upstream.ca_file {
+        restart.push("upstream.ca_file".to_string());
+        new.upstream.ca_file = old.upstream.ca_file.clone();
+    }
     let mut changed = Vec::new();
     if new.routing != old.routing {
         live.policy.store(Arc::new(routing::build(&new.routing)));
@@ -191,7 +195,7 @@ pub(crate) fn swap_in(live: &Targets<'_>, mut new: Config) -> Result<Applied, Co
         changed.push("rate_limit");
     }
     if new.auth != old.auth {
-        live.auth.store(Arc::new(Auth::new(&new.auth)));
+        live.auth.store(Arc::new(Auth::new(&new.auth, &new.server)));
         changed.push("auth");
     }
     for (name, differs) in [

@@ -97,6 +97,15 @@ fn reject_redacted(v: &Value) -> Result<(), ConfigError> {
             "is the redaction mask; send the real key",
         ));
     }
+    for (i, worker) in v["workers"].as_array().into_iter().flatten().enumerate() {
+        let headers = worker["headers"].as_object().into_iter().flatten();
+        if let Some((name, _)) = headers.into_iter().find(|(_, value)| masked(value)) {
+            return Err(ConfigError::new(
+                format!("workers[{i}].headers.{name}"),
+                "is the redaction mask; send the real value",
+            ));
+        }
+    }
     if let Some(slos) = v["scheduler"]["slo"].as_array() {
         if let Some(i) = slos.iter().position(|s| masked(&s["api_key"])) {
             return Err(ConfigError::new(
@@ -108,9 +117,19 @@ fn reject_redacted(v: &Value) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The config as JSON with API and admin keys (also those of `scheduler.slo`) masked.
+/// The config as JSON with API and admin keys (also those of `scheduler.slo`) and the
+/// values of workers' headers masked.
 pub fn redacted(config: &Config) -> Value {
     let mut v = serde_json::to_value(config).unwrap_or(Value::Null);
+    for worker in v["workers"].as_array_mut().into_iter().flatten() {
+        for value in worker["headers"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|h| h.values_mut())
+        {
+            *value = Value::String(REDACTED.into());
+        }
+    }
     if let Some(keys) = v["auth"]["api_keys"].as_array_mut() {
         keys.iter_mut()
             .for_each(|k| *k = Value::String(REDACTED.into()));
@@ -193,5 +212,24 @@ mod tests {
         assert_eq!(e.field, "scheduler.slo[0].api_key");
         let kept = patched(&c, &json!({"scheduler.policy": "slo"})).unwrap();
         assert_eq!(kept.scheduler.slo, c.scheduler.slo);
+
+        // So are the headers a worker entry sends (e.g. a hosted endpoint's key).
+        let c = Config {
+            workers: vec![crate::config::WorkerConfig {
+                url: "https://127.0.0.1:1".into(),
+                headers: [(
+                    "Authorization".to_string(),
+                    "Bearer sk-hosted-secret".to_string(),
+                )]
+                .into(),
+                ..Default::default()
+            }],
+            ..Config::default()
+        };
+        let shown = redacted(&c);
+        assert!(!shown.to_string().contains("secret"), "{shown}");
+        assert_eq!(shown["workers"][0]["url"], "https://127.0.0.1:1");
+        let e = patched(&c, &json!({"workers": shown["workers"].clone()})).unwrap_err();
+        assert_eq!(e.field, "workers[0].headers.Authorization");
     }
 }

@@ -22,7 +22,7 @@ impl Live {
         Self {
             policy: ArcSwap::from_pointee(routing::build(&config.routing)),
             limits: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
-            auth: ArcSwap::from_pointee(Auth::new(&config.auth)),
+            auth: ArcSwap::from_pointee(Auth::new(&config.auth, &config.server)),
             pool: PoolHandle::new(specs),
             engines: Engines::default(),
             config: ArcSwap::from_pointee(config),

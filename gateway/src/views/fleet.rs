@@ -26,6 +26,7 @@ pub(crate) fn worker(w: &Worker, index: usize, breaker: &BreakerSettings) -> Wor
         state: w.health.lifecycle(),
         asleep: w.health.is_asleep(),
         consecutive_failures: w.health.consecutive_failures(),
+        last_check_error: w.health.check_error(),
         load: w.load.view(),
         stats: w.stats.view(),
         breaker: w.breaker.view(breaker),

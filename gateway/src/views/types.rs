@@ -24,6 +24,9 @@ pub struct WorkerInfo {
     pub state: Lifecycle,
     pub asleep: bool,
     pub consecutive_failures: u32,
+    /// Why the last health check failed (a refused certificate, a 401, a timeout…).
+    #[serde(default)]
+    pub last_check_error: Option<String>,
     pub load: LoadView,
     pub stats: StatsView,
     pub breaker: BreakerView,

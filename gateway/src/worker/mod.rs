@@ -75,7 +75,7 @@ impl Worker {
             uid: NEXT_UID.fetch_add(1, Relaxed),
             id: spec.authority.clone(),
             id_header: header_value(&spec.authority),
-            host_header: header_value(&spec.authority),
+            host_header: header_value(spec.host_header()),
             weight: AtomicU32::new(spec.weight),
             spec,
             load: Load::default(),

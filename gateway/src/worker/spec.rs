@@ -1,4 +1,5 @@
-//! A worker as configured: URL, resolved address, weight, optional static model list.
+//! A worker as configured: URL, resolved address, weight, optional static model list, and
+//! how to talk to it (`https://` with SNI and certificate checks, extra request headers).
 //!
 //! Addresses are resolved here, when the configuration is loaded, because Pingora's
 //! `HttpPeer::new` resolves synchronously and panics on failure (seen
@@ -8,7 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerSpec {
-    /// Normalised base URL: `http://host:port`, no trailing slash or `/v1`.
+    /// Normalised base URL: `http(s)://host:port`, no trailing slash or `/v1`.
     pub url: String,
     /// `host:port` as written, used as the `Host` header and as the stable worker id.
     pub authority: String,
@@ -16,6 +17,29 @@ pub struct WorkerSpec {
     pub weight: u32,
     /// Models from the config; empty = discover.
     pub models: Vec<String>,
+    /// `https://`: TLS to the worker.
+    pub tls: bool,
+    /// The URL's host (no port, no brackets): SNI and the name its certificate must carry.
+    pub host: String,
+    pub options: WorkerOptions,
+}
+
+/// Per-worker connection options from the config (`[[workers]]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerOptions {
+    /// Accept any certificate from this `https://` worker (logged as a warning when loaded).
+    pub insecure_skip_verify: bool,
+    /// Request headers added to everything sent to the worker (values marked sensitive).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// A worker URL's parts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedUrl {
+    pub url: String,
+    pub authority: String,
+    pub host: String,
+    pub tls: bool,
 }
 
 /// Allowed worker weights (config file, `LLM_WORKER_URLS`, `POST /api/workers`).
@@ -24,7 +48,12 @@ pub const WEIGHTS: std::ops::RangeInclusive<u32> = 1..=1000;
 impl WorkerSpec {
     /// Parse and resolve a worker URL.
     pub fn new(url: &str, weight: u32, models: Vec<String>) -> Result<Self, String> {
-        let (url, authority) = Self::parse_url(url)?;
+        let ParsedUrl {
+            url,
+            authority,
+            host,
+            tls,
+        } = Self::parse_url(url)?;
         let addr = authority
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve `{authority}`: {e}"))?
@@ -36,22 +65,41 @@ impl WorkerSpec {
             addr,
             weight: weight.max(1),
             models,
+            tls,
+            host,
+            options: WorkerOptions::default(),
         })
     }
 
-    /// Check a URL's shape without resolving it; returns `(normalised url, host:port)`.
-    pub fn parse_url(raw: &str) -> Result<(String, String), String> {
+    /// The `Host` header for this worker: its authority, without the scheme's default port.
+    pub fn host_header(&self) -> &str {
+        let default = if self.tls { ":443" } else { ":80" };
+        self.authority
+            .strip_suffix(default)
+            .unwrap_or(&self.authority)
+    }
+
+    /// The same worker with `options`.
+    pub fn with_options(mut self, options: WorkerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Check a URL's shape without resolving it.
+    pub fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
         let raw = raw.trim();
         if raw.is_empty() {
             return Err("empty worker URL".into());
         }
-        let rest = match raw.split_once("://") {
-            Some(("http", rest)) => rest,
-            Some(("https", _)) => {
-                return Err(format!("`{raw}`: https workers are not supported; use http:// (TLS terminates in front of the gateway)"))
+        let (tls, rest) = match raw.split_once("://") {
+            Some(("http", rest)) => (false, rest),
+            Some(("https", rest)) => (true, rest),
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "`{raw}`: unsupported scheme `{scheme}` (use http:// or https://)"
+                ))
             }
-            Some((scheme, _)) => return Err(format!("`{raw}`: unsupported scheme `{scheme}` (use http://)")),
-            None => raw,
+            None => (false, raw),
         };
         let (host_port, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -73,7 +121,7 @@ impl WorkerSpec {
         let authority = if has_port(host_port) {
             host_port.to_string()
         } else {
-            format!("{host_port}:80")
+            format!("{host_port}:{}", if tls { 443 } else { 80 })
         };
         let port_ok = authority
             .rsplit_once(':')
@@ -82,7 +130,18 @@ impl WorkerSpec {
         if !port_ok {
             return Err(format!("`{raw}`: invalid port"));
         }
-        Ok((format!("http://{authority}"), authority))
+        let host = authority
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+            .unwrap_or_default()
+            .to_string();
+        let scheme = if tls { "https" } else { "http" };
+        Ok(ParsedUrl {
+            url: format!("{scheme}://{authority}"),
+            authority,
+            host,
+            tls,
+        })
     }
 }
 
@@ -109,16 +168,38 @@ mod tests {
         let s = WorkerSpec::new("http://[::1]:8003", 1, vec![]).unwrap();
         assert_eq!(s.addr.port(), 8003);
         assert_eq!(
-            WorkerSpec::parse_url("http://10.0.0.1").unwrap().1,
+            WorkerSpec::parse_url("http://10.0.0.1").unwrap().authority,
             "10.0.0.1:80"
         );
+        let p = WorkerSpec::parse_url("https://api.example.com/v1").unwrap();
+        assert_eq!(
+            (p.url.as_str(), p.authority.as_str(), p.host.as_str(), p.tls),
+            (
+                "https://api.example.com:443",
+                "api.example.com:443",
+                "api.example.com",
+                true
+            )
+        );
+        let p = WorkerSpec::parse_url("https://[::1]:8443").unwrap();
+        assert_eq!((p.host.as_str(), p.tls), ("::1", true));
+        assert!(
+            !WorkerSpec::new("http://127.0.0.1:1", 1, vec![])
+                .unwrap()
+                .tls
+        );
+        let s = WorkerSpec::new("http://127.0.0.1:80", 1, vec![]).unwrap();
+        assert_eq!(s.host_header(), "127.0.0.1");
+        let s = WorkerSpec::new("https://127.0.0.1", 1, vec![]).unwrap();
+        assert_eq!((s.host_header(), s.addr.port()), ("127.0.0.1", 443));
+        let s = WorkerSpec::new("https://127.0.0.1:8443", 1, vec![]).unwrap();
+        assert_eq!(s.host_header(), "127.0.0.1:8443");
     }
 
     #[test]
     fn rejects_bad_urls() {
         for bad in [
             "",
-            "https://a:1",
             "ftp://a:1",
             "http://a:1/api",
             "http://a:notaport",

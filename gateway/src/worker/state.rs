@@ -53,6 +53,8 @@ pub struct Health {
     asleep: AtomicBool,
     consecutive_failures: AtomicU32,
     consecutive_successes: AtomicU32,
+    /// Why the last health check failed (`None` once one passes).
+    check_error: parking_lot::Mutex<Option<String>>,
 }
 
 impl Health {
@@ -125,6 +127,18 @@ impl Health {
 
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures.load(Relaxed)
+    }
+
+    /// Keep why the last check failed (or clear it after a pass), for `GET /api/workers`.
+    pub fn set_check_error(&self, error: Option<&str>) {
+        let mut slot = self.check_error.lock();
+        if slot.as_deref() != error {
+            *slot = error.map(str::to_string);
+        }
+    }
+
+    pub fn check_error(&self) -> Option<String> {
+        self.check_error.lock().clone()
     }
 
     pub fn lifecycle(&self) -> Lifecycle {
