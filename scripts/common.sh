@@ -88,7 +88,8 @@ ensure_vllm_router() {
 # Wait until URL answers 2xx, up to $2 seconds.
 wait_http() {
   local url=$1 secs=${2:-60} i=0
-  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+  # -k: readiness only (a gateway with its own HTTPS certificate is checked by its clients).
+  until curl -kfsS -o /dev/null "$url" 2>/dev/null; do
     i=$((i + 1)); [ "$i" -gt $((secs * 10)) ] && return 1; sleep 0.1
   done
 }

@@ -9,6 +9,9 @@
 #   SAGELLM_ENGINE_PORT=8001  SAGELLM_ENGINE_ARGS="--max-seqs 8"
 #   SAGELLM_SIM_WORKERS=N     add N simulated vLLM workers (sagellm-sim) on ports 8101...
 #   LLM_PORT (9000), LLM_HOST (0.0.0.0), and every other LLM_* setting of conf/README.md.
+#   LLM_TLS_CERT_FILE / LLM_TLS_KEY_FILE (PEM) serve HTTPS instead of HTTP.
+# Secure by default: listening beyond loopback without LLM_ADMIN_KEY, the script generates an
+# admin key for management writes and prints it (LLM_ALLOW_INSECURE_ADMIN=true opts out).
 # Ctrl-C stops everything this script started.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -57,23 +60,52 @@ LLM_WORKER_URLS=$(IFS=,; echo "${urls[*]}")
 export LLM_WORKER_URLS
 
 port="${LLM_PORT:-9000}"
+host="${LLM_HOST:-0.0.0.0}"
+scheme=http
+[ -n "${LLM_TLS_CERT_FILE:-}" ] && scheme=https
+base="$scheme://127.0.0.1:$port"
+
+# Management writes on a non-loopback listener need an admin key (else they get 403).
+security=""
+config_file="${LLM_CONFIG:-$ROOT/conf/gateway.toml}"
+case "$host" in
+  127.*|localhost|::1|"[::1]") ;;
+  *)
+    if [ -z "${LLM_ADMIN_KEY:-}" ] && [ "${LLM_ALLOW_INSECURE_ADMIN:-false}" != true ] \
+      && ! grep -Eq '^[[:space:]]*admin_key[[:space:]]*=' "$config_file" 2>/dev/null; then
+      LLM_ADMIN_KEY="sk-admin-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+      export LLM_ADMIN_KEY
+      security+="    Admin key (generated; management writes from the API, CLI and dashboard need it):
+      $LLM_ADMIN_KEY
+      SAGELLM_ADMIN_KEY=$LLM_ADMIN_KEY $BIN/sagellm --url $base drain WORKER
+"
+    fi
+    if [ -z "${LLM_API_KEYS:-}" ] && ! grep -Eq '^[[:space:]]*api_keys[[:space:]]*=[[:space:]]*\[[[:space:]]*"' "$config_file" 2>/dev/null; then
+      security+="    WARNING: listening on $host:$port with no API keys: anyone who can reach this
+    port can use the models. Set LLM_API_KEYS=key1,key2 (or LLM_HOST=127.0.0.1).
+"
+    fi
+    ;;
+esac
+
 "$BIN/sagellm-gateway" &
 PIDS+=($!)
-wait_http "http://127.0.0.1:$port/health" 60 || log "the gateway is up but no worker is ready yet (see its log)"
-model_id=$(curl -fsS "http://127.0.0.1:$port/v1/models" 2>/dev/null | sed -n 's/^{"object":"list","data":\[{"id":"\([^"]*\)".*/\1/p')
+wait_http "$base/health" 60 || log "the gateway is up but no worker is ready yet (see its log)"
+model_id=$(curl -kfsS "$base/v1/models" ${LLM_API_KEYS:+-H "authorization: Bearer ${LLM_API_KEYS%%,*}"} 2>/dev/null | sed -n 's/^{"object":"list","data":\[{"id":"\([^"]*\)".*/\1/p')
 cat >&2 <<MSG
 
-  sageLLM Gateway is running on http://127.0.0.1:$port  (workers: $LLM_WORKER_URLS)
+  sageLLM Gateway is running on $scheme://$host:$port  (workers: $LLM_WORKER_URLS)
 
-    Dashboard:   open http://127.0.0.1:$port/ in a browser
+    Dashboard:   open $base/ in a browser
 
-    curl http://127.0.0.1:$port/v1/models
-    curl http://127.0.0.1:$port/v1/chat/completions -H 'content-type: application/json' \\
+    curl $base/v1/models
+    curl $base/v1/chat/completions -H 'content-type: application/json' \\
       -d '{"model":"${model_id:-MODEL}","messages":[{"role":"user","content":"Hello!"}]}'
-    OpenAI SDK:  OpenAI(base_url="http://127.0.0.1:$port/v1", api_key="none")
+    OpenAI SDK:  OpenAI(base_url="$base/v1", api_key="none")
 
-    $BIN/sagellm --url http://127.0.0.1:$port watch     # live worker table
-    curl http://127.0.0.1:$port/metrics                 # Prometheus (conf/prometheus.yml)
+$security
+    $BIN/sagellm --url $base watch     # live worker table
+    curl $base/metrics                 # Prometheus (conf/prometheus.yml)
     conf/gateway.toml is watched: edits apply live.
 
   Ctrl-C stops everything.

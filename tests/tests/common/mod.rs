@@ -35,7 +35,7 @@ pub fn test_config(workers: &[(String, u32)]) -> Config {
         .map(|(url, weight)| WorkerConfig {
             url: url.clone(),
             weight: *weight,
-            models: vec![],
+            ..Default::default()
         })
         .collect();
     c
