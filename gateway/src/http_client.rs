@@ -43,6 +43,12 @@ impl HttpClient {
         };
         client.request(req)
     }
+
+    /// Send `req` to a service that is not a worker (the trace collector), certificates
+    /// verified.
+    pub fn send(&self, req: http::Request<Full<Bytes>>) -> ResponseFuture {
+        self.verified.request(req)
+    }
 }
 
 /// Largest probe response read (a `/metrics` page of a big vLLM is ~100 KiB).

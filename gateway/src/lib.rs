@@ -25,7 +25,8 @@
 //! - [`config`]: one file per section, each with its defaults and validation; `reload` applies
 //!   changes live (watched file, `PUT /api/config`); `metrics`: the series of `GET /metrics`.
 //! - [`server`]: assembling and running the Pingora server ([`server::spawn`] for tests);
-//!   `tls`: HTTPS on the listener (certificate files, live rotation); `auth`: API and admin
+//!   `tls`: HTTPS on the listener (certificate files, live rotation); `otel`: OpenTelemetry
+//!   traces (one span per LLM request, OTLP export off the request path); `auth`: API and admin
 //!   keys, and which management writes an exposed listener refuses;
 //!   [`cli`]: the `sagellm` command line; [`bench`]: `sagellm bench`.
 //!
@@ -65,6 +66,7 @@ mod housekeeping;
 mod http_client;
 mod limits;
 mod metrics;
+mod otel;
 mod probe;
 mod proxy;
 mod reload;

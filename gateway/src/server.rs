@@ -165,6 +165,9 @@ impl ShutdownSignalWatch for ShutdownSignals {
                 // Launched engines stop here, while the runtimes still run (Pingora's own
                 // grace period is 0, so a background service would get no time for it).
                 self.state.engines.shutdown(&self.state).await;
+                if let Some(tracer) = &self.state.tracer {
+                    tracer.flush(std::time::Duration::from_secs(2)).await;
+                }
                 ShutdownSignal::GracefulTerminate
             }
             signal = others => {

@@ -50,6 +50,8 @@ pub struct AppState {
     pub scheduler: crate::sched::Scheduler,
     /// `sagellm-engine` processes launched through the control plane.
     pub engines: crate::control::Engines,
+    /// OpenTelemetry traces, when `[telemetry]` names a collector (built once, at start).
+    pub tracer: Option<crate::otel::Tracer>,
 }
 
 /// One LLM request in flight (see [`AppState::begin_request`]).
@@ -84,8 +86,14 @@ impl AppState {
         let client = http_client::build(
             Duration::from_millis(u.connect_timeout_ms),
             Duration::from_millis(u.idle_timeout_ms),
-            roots,
+            roots.clone(),
         );
+        let metrics = Metrics::new();
+        let tracer = crate::otel::Tracer::start(&config.telemetry, roots, metrics.span_counters())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "no traces");
+                None
+            });
         Arc::new(Self {
             pool: PoolHandle::new(specs),
             policy: ArcSwap::from_pointee(policy),
@@ -97,7 +105,8 @@ impl AppState {
             client,
             active: Arc::new(AtomicUsize::new(0)),
             draining: AtomicBool::new(false),
-            metrics: Metrics::new(),
+            metrics,
+            tracer,
             selections: Default::default(),
             reload: Default::default(),
             feed: Default::default(),

@@ -104,6 +104,8 @@ pub struct SimControl {
     prefix_hits_total: AtomicU64,
     last_body_len: AtomicU64,
     last_body_hash: AtomicU64,
+    /// The W3C `traceparent` of the last `/v1/*` request (vLLM continues such a trace).
+    last_traceparent: Mutex<Option<String>>,
     exit_on_die: AtomicBool,
     pub(crate) die: Notify,
 }
@@ -168,6 +170,7 @@ impl SimControl {
             prefix_hits_total: AtomicU64::new(0),
             last_body_len: AtomicU64::new(0),
             last_body_hash: AtomicU64::new(0),
+            last_traceparent: Mutex::new(None),
             exit_on_die: AtomicBool::new(false),
             die: Notify::new(),
         }
@@ -322,6 +325,19 @@ impl SimControl {
         self.last_body_len.load(Ordering::Relaxed)
     }
     /// FNV-1a 64 of the raw body of the most recent LLM POST (see [`crate::fnv1a64`]).
+    /// The `traceparent` header of the last `/v1/*` request (`None`: it had none).
+    pub fn last_traceparent(&self) -> Option<String> {
+        self.last_traceparent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+    pub(crate) fn note_traceparent(&self, value: Option<&str>) {
+        *self
+            .last_traceparent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = value.map(str::to_string);
+    }
     pub fn last_body_hash(&self) -> u64 {
         self.last_body_hash.load(Ordering::Relaxed)
     }

@@ -38,12 +38,18 @@ pub(crate) fn router(control: Arc<SimControl>) -> Router {
         .with_state(control)
 }
 
-/// vLLM's `--api-key` check: only `/v1/*` is guarded, and the answer is its 401 body.
+/// vLLM's `--api-key` check: only `/v1/*` is guarded, and the answer is its 401 body. The
+/// request's `traceparent` is noted on the way (tests read what the gateway propagated).
 async fn check_api_key(
     State(control): State<Arc<SimControl>>,
     request: Request,
     next: Next,
 ) -> Response {
+    // Only what a client sent (POST): the gateway's own probes (`GET /v1/models`) do not count.
+    if request.method() == axum::http::Method::POST && request.uri().path().starts_with("/v1/") {
+        let tp = request.headers().get("traceparent");
+        control.note_traceparent(tp.and_then(|v| v.to_str().ok()));
+    }
     if let Some(key) = control.api_key() {
         let given = request
             .headers()

@@ -18,6 +18,7 @@
 //! | `[sessions]` | [`sessions`] |
 //! | `[scheduler]` | [`scheduler`] |
 //! | `[control]` | [`control`] |
+//! | `[telemetry]` | [`telemetry`] |
 //!
 //! Sources, lowest to highest precedence: built-in defaults < TOML file (`--config` /
 //! `LLM_CONFIG`, else `conf/gateway.toml` when present) < environment (`LLM_*`) < command-line
@@ -28,6 +29,7 @@ mod circuit_breaker;
 pub(crate) mod control;
 mod health;
 mod limits;
+mod otel_env;
 mod rate_limit;
 mod retry;
 mod routing;
@@ -35,6 +37,7 @@ mod scheduler;
 mod server;
 mod sessions;
 pub mod sources;
+mod telemetry;
 mod tls;
 mod upstream;
 mod workers;
@@ -54,6 +57,7 @@ pub use routing::{
 pub use scheduler::{KeySlo, QueuePolicy, SchedulerConfig};
 pub use server::ServerConfig;
 pub use sessions::SessionsConfig;
+pub use telemetry::TelemetryConfig;
 pub use tls::TlsConfig;
 pub use upstream::UpstreamConfig;
 pub use workers::WorkerConfig;
@@ -83,6 +87,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub scheduler: SchedulerConfig,
     pub control: ControlConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// A configuration that failed validation; the message names the field.
@@ -186,7 +191,8 @@ impl Config {
         self.auth.validate()?;
         self.sessions.validate()?;
         self.scheduler.validate()?;
-        self.control.validate()
+        self.control.validate()?;
+        self.telemetry.validate()
     }
 
     /// The worker list as parsed specs (validated URLs and weights).

@@ -30,9 +30,11 @@ pub struct Overrides {
     pub model_dirs: Option<String>,
     /// `upstream.ca_file`.
     pub upstream_ca_file: Option<String>,
+    /// `[telemetry]` from the standard `OTEL_*` variables.
+    pub otel: super::otel_env::OtelEnv,
 }
 
-fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -47,7 +49,7 @@ impl Overrides {
     /// Read `LLM_HOST`, `LLM_PORT`, `LLM_WORKER_URLS`, `LLM_ROUTING_STRATEGY`, `LLM_THREADS`,
     /// `LLM_RATE_LIMIT_ENABLED`, `LLM_CIRCUIT_BREAKER_ENABLED`, `LLM_API_KEYS`, `LLM_ADMIN_KEY`,
     /// `LLM_ALLOW_INSECURE_ADMIN`, `LLM_TLS_CERT_FILE`, `LLM_TLS_KEY_FILE`, `LLM_MODEL_DIRS`,
-    /// `LLM_UPSTREAM_CA_FILE`
+    /// `LLM_UPSTREAM_CA_FILE` and the `OTEL_*` variables of [`super::otel_env`]
     /// through `get` (tests pass a map; `main` passes `std::env::var`).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let port = match get("LLM_PORT") {
@@ -64,6 +66,7 @@ impl Overrides {
         };
         let flag = |name: &str| get(name).map(|v| parse_bool(name, &v)).transpose();
         Ok(Self {
+            otel: super::otel_env::OtelEnv::from_env(&get)?,
             rate_limit_enabled: flag("LLM_RATE_LIMIT_ENABLED")?,
             circuit_breaker_enabled: flag("LLM_CIRCUIT_BREAKER_ENABLED")?,
             api_keys: get("LLM_API_KEYS"),
@@ -122,6 +125,7 @@ impl Overrides {
         if let Some(f) = &self.upstream_ca_file {
             config.upstream.ca_file = Some(f.trim().to_string());
         }
+        self.otel.apply(&mut config.telemetry);
         if let Some(on) = self.allow_insecure_admin {
             config.auth.allow_insecure_admin = on;
         }

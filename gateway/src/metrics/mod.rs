@@ -29,6 +29,8 @@ pub struct Metrics {
     pub queue: queue::QueueMetrics,
     /// `llm_gateway_tls_certificate_reloads_total{result="ok"|"error"}` (see `tls::Rotation`).
     pub tls_reloads: IntCounterVec,
+    /// `llm_gateway_trace_spans_total{result="exported"|"failed"|"dropped"}` (see `otel`).
+    pub trace_spans: IntCounterVec,
     /// Serialises scrapes: the fleet families are reset and refilled for each one.
     scrape: Mutex<()>,
 }
@@ -63,13 +65,35 @@ impl Metrics {
         registry
             .register(Box::new(tls_reloads.clone()))
             .expect("TLS metric family");
+        let trace_spans = IntCounterVec::new(
+            Opts::new(
+                "llm_gateway_trace_spans_total",
+                "Request spans handed to the OTLP exporter, by result (exported, failed: the collector did not take them, dropped: the export queue was full)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric options");
+        registry
+            .register(Box::new(trace_spans.clone()))
+            .expect("trace metric family");
         Self {
             tls_reloads,
+            trace_spans,
             registry,
             requests,
             fleet,
             queue,
             scrape: Mutex::new(()),
+        }
+    }
+
+    /// The counters the trace exporter updates.
+    pub fn span_counters(&self) -> crate::otel::SpanCounters {
+        let c = |r: &str| self.trace_spans.with_label_values(&[r]);
+        crate::otel::SpanCounters {
+            exported: c("exported"),
+            failed: c("failed"),
+            dropped: c("dropped"),
         }
     }
 

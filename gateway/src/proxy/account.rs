@@ -65,6 +65,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Success => "success",
+            Verdict::Overloaded => "overloaded",
+            Verdict::Failure => "failure",
+            Verdict::ConnectFailure => "connect_failure",
+        }
+    }
+
     /// The verdict for a response status.
     pub fn of_status(status: u16) -> Verdict {
         match status {
@@ -84,6 +93,7 @@ impl Gateway {
             return;
         };
         let worker = guard.worker();
+        super::trace::on_attempt_end(ctx, worker, verdict);
         let dispatched = ctx.dispatched_at.unwrap_or(ctx.start);
         let success = verdict == Verdict::Success;
         // Only a stream's first byte is its first token; a whole response arrives at once.

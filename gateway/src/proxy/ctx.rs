@@ -83,6 +83,8 @@ pub struct RequestCtx {
     pub priority: i64,
     /// Time-to-first-token objective (`X-SLO-TTFT-MS`, else the key's or the default).
     pub slo_ms: Option<u64>,
+    /// The request's OpenTelemetry span, when tracing is on and it is sampled.
+    pub span: Option<crate::otel::RequestSpan>,
 }
 
 impl Default for RequestCtx {
@@ -117,6 +119,7 @@ impl RequestCtx {
             translation: None,
             priority: 0,
             slo_ms: None,
+            span: None,
         }
     }
 

@@ -108,9 +108,11 @@ async fn attempt(
         .translation
         .as_ref()
         .is_some_and(|t| t.upstream_path.is_some());
+    let traceparent = super::trace::worker_traceparent(ctx);
     for (name, value) in req_header.headers.iter() {
         let n = name.as_str();
         let dropped = SKIP_REQUEST.contains(&n)
+            || (traceparent.is_some() && n == "traceparent")
             || (rewritten && n == "content-type")
             || (translated && (n.starts_with("anthropic-") || n == "x-api-key"));
         if !dropped {
@@ -119,6 +121,9 @@ async fn attempt(
     }
     if rewritten {
         req = req.header("content-type", "application/json");
+    }
+    if let Some(tp) = traceparent {
+        req = req.header("traceparent", tp);
     }
     let req = req
         .header("host", spec.host_header())

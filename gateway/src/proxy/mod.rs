@@ -36,6 +36,7 @@ mod respond;
 mod retry;
 mod route;
 mod select;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,9 @@ impl ProxyHttp for Gateway {
         if ctx.route == Route::Llm(Endpoint::Messages) {
             ctx.flavor = crate::error::ApiFlavor::Anthropic;
         }
+        if matches!(ctx.route, Route::Llm(_)) {
+            trace::begin(&self.state, req, ctx);
+        }
         match decide::decide(self, session, ctx).await {
             Ok(Flow::Proxy) => Ok(false),
             Ok(Flow::Reply(status, content_type, body)) => {
@@ -180,6 +184,9 @@ impl ProxyHttp for Gateway {
             upstream_request.insert_header(http::header::HOST, w.host_header.clone())?;
             for (name, value) in &w.spec.options.headers {
                 upstream_request.insert_header(name.clone(), value.clone())?;
+            }
+            if let Some(tp) = trace::worker_traceparent(ctx) {
+                upstream_request.insert_header("traceparent", tp)?;
             }
         }
         upstream_request.remove_header("expect");
@@ -346,6 +353,11 @@ impl ProxyHttp for Gateway {
             .metrics
             .requests
             .record(&account::record(ctx, status));
+        if ctx.span.is_some() {
+            let error = ctx.error.as_ref().map(|e| e.to_string());
+            let error = error.or_else(|| e.map(|e| e.to_string()));
+            trace::finish(&self.state, ctx, status, error);
+        }
         tracing::debug!(
             method = %session.req_header().method,
             path = session.req_header().uri.path(),

@@ -21,13 +21,24 @@ pub struct ResponseObserver {
     pub sse_events: u64,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// Whether to collect `finish_reasons` (only for a traced request: it costs a scan).
+    pub want_finish_reasons: bool,
+    /// The distinct `finish_reason` strings seen, in order (at most [`MAX_REASONS`]).
+    pub finish_reasons: Vec<String>,
     tail: Vec<u8>,
 }
+
+/// Distinct finish reasons kept (there are five in OpenAI's API).
+const MAX_REASONS: usize = 8;
+/// Longest finish reason read.
+const MAX_REASON_LEN: usize = 32;
 
 static COMPLETION_TOKENS: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"completion_tokens\":"));
 static PROMPT_TOKENS: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"prompt_tokens\":"));
+static FINISH_REASON: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"finish_reason\":"));
 static DATA: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"data:"));
 
 fn number_after(hay: &[u8], key: &memmem::Finder<'_>) -> Option<u64> {
@@ -44,6 +55,24 @@ fn number_after(hay: &[u8], key: &memmem::Finder<'_>) -> Option<u64> {
         }
     }
     last
+}
+
+/// The quoted strings after each `key` (a `null` or a string cut off by the chunk's end is
+/// skipped).
+fn strings_after<'h>(hay: &'h [u8], key: &memmem::Finder<'_>) -> Vec<&'h [u8]> {
+    let needle = key.needle().len();
+    key.find_iter(hay)
+        .filter_map(|at| {
+            let rest = &hay[at + needle..];
+            let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+            let rest = rest.strip_prefix(b"\"")?;
+            let len = rest
+                .iter()
+                .take(MAX_REASON_LEN + 1)
+                .position(|&b| b == b'"')?;
+            Some(&rest[..len])
+        })
+        .collect()
 }
 
 impl ResponseObserver {
@@ -82,6 +111,16 @@ impl ResponseObserver {
         if let Some(n) = number_after(hay, &PROMPT_TOKENS) {
             self.prompt_tokens = Some(n);
         }
+        if self.want_finish_reasons {
+            for r in strings_after(hay, &FINISH_REASON) {
+                let known = self.finish_reasons.iter().any(|k| k.as_bytes() == r);
+                let printable = r.iter().all(|b| b.is_ascii_graphic());
+                if !known && printable && self.finish_reasons.len() < MAX_REASONS {
+                    self.finish_reasons
+                        .push(String::from_utf8_lossy(r).into_owned());
+                }
+            }
+        }
     }
 
     /// Output tokens: from `usage`, else (streams) the number of content events.
@@ -118,6 +157,32 @@ mod tests {
             assert_eq!(o.completion_tokens, Some(1234), "cut at {cut}");
             assert_eq!(o.prompt_tokens, Some(7), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn finish_reasons_when_asked_split_or_not() {
+        let body = br#"data: {"choices":[{"delta":{},"finish_reason":null}]}
+
+data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"},{"index":1,"finish_reason": "stop"}]}
+
+data: {"choices":[{"index":2,"finish_reason":"stop"}]}
+
+data: [DONE]
+
+"#;
+        for cut in 1..body.len() {
+            let mut o = ResponseObserver {
+                want_finish_reasons: true,
+                ..Default::default()
+            };
+            o.on_headers(200, Some("text/event-stream"));
+            o.on_chunk(&body[..cut]);
+            o.on_chunk(&body[cut..]);
+            assert_eq!(o.finish_reasons, ["length", "stop"], "cut at {cut}");
+        }
+        let mut o = ResponseObserver::default();
+        o.on_chunk(body);
+        assert!(o.finish_reasons.is_empty(), "not collected unless asked");
     }
 
     #[test]

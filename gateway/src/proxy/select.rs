@@ -45,6 +45,10 @@ pub(crate) struct Want<'a> {
 pub(crate) struct Picked {
     pub worker: Arc<Worker>,
     pub admission: Admission,
+    /// Eligible workers the choice was made among.
+    pub candidates: usize,
+    /// Why this one (see `trace::Decision::reason`).
+    pub reason: &'static str,
 }
 
 /// Wait in the gateway's queue when every worker is at its cap, then [`pick`] a worker for
@@ -81,9 +85,21 @@ pub(crate) async fn dispatch(
     };
     let picked = pick(&choice, &want);
     drop(admitted); // the worker's in-flight token (taken below) now holds the slot
-    let Picked { worker, admission } = picked?;
+    let Picked {
+        worker,
+        admission,
+        candidates,
+        reason,
+    } = picked?;
     state.count_selection(policy.strategy());
     ctx.tried.push(worker.uid);
+    let decision = super::trace::Decision {
+        worker: &worker,
+        strategy: policy.name(),
+        candidates,
+        reason,
+    };
+    super::trace::on_dispatch(ctx, &decision);
     ctx.admission = Some(admission);
     let work = ctx
         .hints
@@ -114,8 +130,10 @@ pub(crate) fn pick(c: &Choice<'_>, want: &Want<'_>) -> Result<Picked, GatewayErr
         {
             candidates.retain(|&i| pool.workers[i].load.inflight() < cap);
         }
+        let mut reason = "policy";
         let worker = if candidates.is_empty() {
             // Everyone left is at its rate limit: the limit is soft, take the last one.
+            reason = "soft_limit";
             match over_limit.take() {
                 Some(w) => w,
                 None => return Err(no_worker(pool, want)),
@@ -128,6 +146,9 @@ pub(crate) fn pick(c: &Choice<'_>, want: &Want<'_>) -> Result<Picked, GatewayErr
                     .find(|&i| pool.workers[i].uid == uid)
             });
             want.hints.uncached.take(); // only this decision's note counts
+            if preferred.is_some() {
+                reason = "pinned";
+            }
             let index = preferred.unwrap_or_else(|| c.policy.select(pool, &candidates, want.hints));
             let chosen = pool.workers[index].clone();
             if !c.limits.worker_admits(chosen.uid) {
@@ -145,7 +166,12 @@ pub(crate) fn pick(c: &Choice<'_>, want: &Want<'_>) -> Result<Picked, GatewayErr
         if tracing::enabled!(tracing::Level::DEBUG) {
             log_decision(pool, &candidates, &worker, c.policy.name(), want);
         }
-        return Ok(Picked { worker, admission });
+        return Ok(Picked {
+            worker,
+            admission,
+            candidates: candidates.len().max(1),
+            reason,
+        });
     }
 }
 

@@ -184,6 +184,11 @@ pub(crate) fn swap_in(live: &Targets<'_>, mut new: Config) -> Result<Applied, Co
         restart.push("upstream.ca_file".to_string());
         new.upstream.ca_file = old.upstream.ca_file.clone();
     }
+    if new.telemetry != old.telemetry {
+        // The exporter is built once, at start-up.
+        restart.push("telemetry".to_string());
+        new.telemetry = old.telemetry.clone();
+    }
     let mut changed = Vec::new();
     if new.routing != old.routing {
         live.policy.store(Arc::new(routing::build(&new.routing)));

@@ -106,6 +106,13 @@ fn reject_redacted(v: &Value) -> Result<(), ConfigError> {
             ));
         }
     }
+    let telemetry = v["telemetry"]["headers"].as_object().into_iter().flatten();
+    if let Some((name, _)) = telemetry.into_iter().find(|(_, value)| masked(value)) {
+        return Err(ConfigError::new(
+            format!("telemetry.headers.{name}"),
+            "is the redaction mask; send the real value",
+        ));
+    }
     if let Some(slos) = v["scheduler"]["slo"].as_array() {
         if let Some(i) = slos.iter().position(|s| masked(&s["api_key"])) {
             return Err(ConfigError::new(
@@ -129,6 +136,13 @@ pub fn redacted(config: &Config) -> Value {
         {
             *value = Value::String(REDACTED.into());
         }
+    }
+    for value in v["telemetry"]["headers"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|h| h.values_mut())
+    {
+        *value = Value::String(REDACTED.into());
     }
     if let Some(keys) = v["auth"]["api_keys"].as_array_mut() {
         keys.iter_mut()
@@ -231,5 +245,22 @@ mod tests {
         assert_eq!(shown["workers"][0]["url"], "https://127.0.0.1:1");
         let e = patched(&c, &json!({"workers": shown["workers"].clone()})).unwrap_err();
         assert_eq!(e.field, "workers[0].headers.Authorization");
+
+        // And those of the trace exporter (a collector's key).
+        let c = Config {
+            telemetry: crate::config::TelemetryConfig {
+                headers: [(
+                    "x-honeycomb-team".to_string(),
+                    "collector-secret".to_string(),
+                )]
+                .into(),
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        let shown = redacted(&c);
+        assert!(!shown.to_string().contains("secret"), "{shown}");
+        let e = patched(&c, &json!({"telemetry": shown["telemetry"].clone()})).unwrap_err();
+        assert_eq!(e.field, "telemetry.headers.x-honeycomb-team");
     }
 }
