@@ -85,6 +85,17 @@ ensure_vllm_router() {
   fi
 }
 
+# SGLang's Rust model gateway (`smg` on PyPI), another benchmark reference, in its own
+# virtualenv so its dependencies never meet vllm-router's.
+SMG_VENV="$HOME/.cache/sagellm-smg-venv"
+ensure_smg() {
+  if [ ! -x "$SMG_VENV/bin/smg" ]; then
+    log "installing smg (pip) into $SMG_VENV"
+    python3 -m venv "$SMG_VENV"
+    "$SMG_VENV/bin/pip" install -q smg
+  fi
+}
+
 # Wait until URL answers 2xx, up to $2 seconds.
 wait_http() {
   local url=$1 secs=${2:-60} i=0
