@@ -6,6 +6,11 @@ use clap::Parser;
 use sagellm_gateway::config::sources::{self, Overrides};
 use sagellm_gateway::config::ConfigSource;
 
+/// mimalloc instead of glibc malloc: the proxy allocates many small, short-lived buffers per
+/// request from several threads (docs/BENCHMARKS.md, "allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sagellm-gateway",
