@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{sim, Fleet};
+use common::{sim, venv_python, Fleet};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -185,22 +185,6 @@ async fn messages_are_translated_both_ways() {
     }
     assert_eq!(messages(&fleet, Some(KEY), ask(5)).await.status(), 200);
     fleet.stop().await;
-}
-
-/// The interpreter of the test virtualenv (`scripts/test.sh` installs it).
-pub fn venv_python() -> PathBuf {
-    let venv = std::env::var("SAGELLM_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sagellm-venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} not found: run ./scripts/test.sh (it installs the anthropic SDK there)",
-        python.display()
-    );
-    python
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -290,21 +290,6 @@ fn bad_certificate_files_are_startup_errors_naming_the_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn venv_python() -> PathBuf {
-    let venv = std::env::var("SAGELLM_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sagellm-venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: ./scripts/test.sh installs the Python test packages",
-        python.display()
-    );
-    python
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_sdk_over_https() {
     let dir = scratch("sdk");

@@ -279,6 +279,22 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A binary of this workspace (built by `cargo build`/`cargo test --workspace`).
+/// The interpreter of the test virtualenv with the Python SDKs (`scripts/test.sh` installs it).
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var("SAGELLM_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sagellm-venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: ./scripts/test.sh installs the Python test packages",
+        python.display()
+    );
+    python
+}
+
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
