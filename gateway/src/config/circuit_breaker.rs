@@ -23,6 +23,9 @@ pub struct CircuitBreakerConfig {
     pub success_threshold: u32,
     /// A call whose response starts later than this counts as a failure.
     pub slow_call_threshold_ms: u64,
+    /// A passing active health check moves an open breaker to half-open at once (Envoy's
+    /// `successful_active_health_check_uneject_host`), instead of waiting `timeout_seconds`.
+    pub health_check_uneject: bool,
 }
 
 impl Default for CircuitBreakerConfig {
@@ -34,6 +37,7 @@ impl Default for CircuitBreakerConfig {
             half_open_requests: 3,
             success_threshold: 3,
             slow_call_threshold_ms: 5_000,
+            health_check_uneject: true,
         }
     }
 }
@@ -48,6 +52,7 @@ impl CircuitBreakerConfig {
             half_open_requests: self.half_open_requests,
             success_threshold: self.success_threshold,
             slow_call_threshold: Duration::from_millis(self.slow_call_threshold_ms),
+            health_check_uneject: self.health_check_uneject,
         }
     }
 

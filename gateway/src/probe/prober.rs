@@ -107,6 +107,12 @@ async fn check(state: &AppState, worker: &Worker) {
             }
         }
     }
+    if result.is_ok() {
+        let breaker = cfg.circuit_breaker.settings();
+        if let Some(to) = worker.breaker.health_check_passed(&breaker) {
+            tracing::info!(worker = %worker.id, state = to.as_str(), "circuit breaker changed: health check passed");
+        }
+    }
     state.publish_routable();
 }
 

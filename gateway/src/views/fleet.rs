@@ -146,6 +146,7 @@ pub(crate) fn breakers(state: &AppState) -> BreakerStats {
         half_open_requests: c.half_open_requests,
         success_threshold: c.success_threshold,
         slow_call_threshold_ms: c.slow_call_threshold_ms,
+        health_check_uneject: c.health_check_uneject,
         workers,
     }
 }

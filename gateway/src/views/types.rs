@@ -97,6 +97,9 @@ pub struct BreakerStats {
     pub half_open_requests: u32,
     pub success_threshold: u32,
     pub slow_call_threshold_ms: u64,
+    /// Whether a passing health check half-opens an open breaker at once.
+    #[serde(default)]
+    pub health_check_uneject: bool,
     pub workers: Vec<WorkerBreaker>,
 }
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! CLOSED ──failure_threshold consecutive failures──► OPEN
-//! OPEN ──timeout elapsed──► HALF_OPEN (admits half_open_requests trial requests)
+//! OPEN ──timeout elapsed, or an active health check passed──► HALF_OPEN
+//!                          (admits half_open_requests trial requests)
 //! HALF_OPEN ──success_threshold successes──► CLOSED
 //! HALF_OPEN ──any failure──► OPEN
 //! ```
@@ -31,6 +32,8 @@ pub struct BreakerSettings {
     pub half_open_requests: u32,
     pub success_threshold: u32,
     pub slow_call_threshold: Duration,
+    /// A passing active health check half-opens an open breaker at once.
+    pub health_check_uneject: bool,
 }
 
 impl Default for BreakerSettings {
@@ -197,6 +200,25 @@ impl CircuitBreaker {
         }
     }
 
+    /// An active health check of the worker passed: with `health_check_uneject`, an open
+    /// breaker goes half-open now instead of after its timeout, so a restarted worker gets its
+    /// trial requests as soon as the health checks see it back (Envoy un-ejects a host the
+    /// same way). Returns the new state if it changed.
+    pub fn health_check_passed(&self, s: &BreakerSettings) -> Option<BreakerState> {
+        if !(s.enabled && s.health_check_uneject) || self.state() != BreakerState::Open {
+            return None;
+        }
+        let mut inner = self.inner.lock();
+        if inner.state != BreakerState::Open {
+            return None;
+        }
+        inner.state = BreakerState::HalfOpen;
+        inner.trials_in_flight = 0;
+        inner.trial_successes = 0;
+        self.publish(&inner);
+        Some(BreakerState::HalfOpen)
+    }
+
     /// Record the outcome of an admitted request. Returns the new state if it changed.
     pub fn record(
         &self,
@@ -338,6 +360,58 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(b.try_acquire(&s), Some(Admission::Trial));
         assert_eq!(b.view(&s).opened_total, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_passing_health_check_half_opens_an_open_breaker_at_once() {
+        let s = settings();
+        let b = CircuitBreaker::default();
+        assert_eq!(
+            b.health_check_passed(&s),
+            None,
+            "a closed breaker stays closed"
+        );
+        fail_n(&b, &s, 5);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!b.allows(&s), "29 s of its timeout left");
+        assert_eq!(b.health_check_passed(&s), Some(BreakerState::HalfOpen));
+        assert_eq!(b.health_check_passed(&s), None, "already half-open");
+        let trials: Vec<_> = (0..4).map(|_| b.try_acquire(&s)).collect();
+        assert_eq!(
+            trials
+                .iter()
+                .filter(|t| **t == Some(Admission::Trial))
+                .count(),
+            3
+        );
+        // A failed trial re-opens it; the next passing check half-opens it again.
+        assert_eq!(
+            b.record(&s, Admission::Trial, false),
+            Some(BreakerState::Open)
+        );
+        assert_eq!(b.health_check_passed(&s), Some(BreakerState::HalfOpen));
+        for _ in 0..3 {
+            let a = b.try_acquire(&s).unwrap();
+            b.record(&s, a, true);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+
+        let off = BreakerSettings {
+            health_check_uneject: false,
+            ..settings()
+        };
+        fail_n(&b, &off, 5);
+        assert_eq!(
+            b.health_check_passed(&off),
+            None,
+            "uneject off: waits for the timeout"
+        );
+        assert_eq!(b.state(), BreakerState::Open);
+        let disabled = BreakerSettings {
+            enabled: false,
+            ..settings()
+        };
+        assert_eq!(b.health_check_passed(&disabled), None);
     }
 
     #[tokio::test(start_paused = true)]
