@@ -23,8 +23,9 @@ pub struct CircuitBreakerConfig {
     pub success_threshold: u32,
     /// A call whose response starts later than this counts as a failure.
     pub slow_call_threshold_ms: u64,
-    /// A passing active health check moves an open breaker to half-open at once (Envoy's
-    /// `successful_active_health_check_uneject_host`), instead of waiting `timeout_seconds`.
+    /// An active health check that passes after a failed one (the worker came back) moves an
+    /// open breaker to half-open at once (Envoy's `successful_active_health_check_uneject_host`),
+    /// instead of waiting `timeout_seconds`.
     pub health_check_uneject: bool,
 }
 

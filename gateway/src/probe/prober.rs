@@ -94,6 +94,8 @@ async fn check(state: &AppState, worker: &Worker) {
     if let Err(e) = &result {
         tracing::debug!(worker = %worker.id, error = %e, "health check failed");
     }
+    // Seen down by the previous check: a pass now means the worker came back.
+    let was_down = worker.health.check_error().is_some();
     worker
         .health
         .set_check_error(result.as_ref().err().map(String::as_str));
@@ -107,7 +109,9 @@ async fn check(state: &AppState, worker: &Worker) {
             }
         }
     }
-    if result.is_ok() {
+    // Only a worker the checks saw down and now see back is let in early: a slow or failing
+    // worker whose checks pass all along keeps its breaker's timeout.
+    if result.is_ok() && was_down {
         let breaker = cfg.circuit_breaker.settings();
         if let Some(to) = worker.breaker.health_check_passed(&breaker) {
             tracing::info!(worker = %worker.id, state = to.as_str(), "circuit breaker changed: health check passed");

@@ -200,10 +200,11 @@ impl CircuitBreaker {
         }
     }
 
-    /// An active health check of the worker passed: with `health_check_uneject`, an open
-    /// breaker goes half-open now instead of after its timeout, so a restarted worker gets its
-    /// trial requests as soon as the health checks see it back (Envoy un-ejects a host the
-    /// same way). Returns the new state if it changed.
+    /// An active health check passed after one had failed (the prober calls this when a
+    /// worker comes back): with `health_check_uneject`, an open breaker goes half-open now
+    /// instead of after its timeout, so a restarted worker gets its trial requests as soon as
+    /// the health checks see it back (Envoy un-ejects a host the same way). Returns the new
+    /// state if it changed.
     pub fn health_check_passed(&self, s: &BreakerSettings) -> Option<BreakerState> {
         if !(s.enabled && s.health_check_uneject) || self.state() != BreakerState::Open {
             return None;
