@@ -58,6 +58,8 @@ struct Patch {
     output_tokens: Option<u32>,
     health_status: Option<u16>,
     sleeping: Option<bool>,
+    break_after_tokens: Option<Option<u32>>,
+    stall_after_tokens: Option<Option<u32>>,
 }
 
 fn as_bool(key: &str, v: &Value) -> Result<bool, String> {
@@ -68,6 +70,17 @@ fn as_bool(key: &str, v: &Value) -> Result<bool, String> {
 fn as_u64(key: &str, v: &Value) -> Result<u64, String> {
     v.as_u64()
         .ok_or_else(|| format!("`{key}` must be a non-negative integer."))
+}
+
+/// A token count, or `null` for none.
+fn as_optional_count(key: &str, v: &Value) -> Result<Option<u32>, String> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let n = as_u64(key, v)?;
+    u32::try_from(n)
+        .map(Some)
+        .map_err(|_| format!("`{key}` is too large."))
 }
 
 fn as_status(key: &str, v: &Value) -> Result<u16, String> {
@@ -110,11 +123,13 @@ impl Patch {
                 }
                 "health_status" => p.health_status = Some(as_status(k, v)?),
                 "sleeping" => p.sleeping = Some(as_bool(k, v)?),
+                "break_after_tokens" => p.break_after_tokens = Some(as_optional_count(k, v)?),
+                "stall_after_tokens" => p.stall_after_tokens = Some(as_optional_count(k, v)?),
                 other => {
                     return Err(format!(
                     "Unknown knob `{other}`; known: status, hang, fail_rate, ttft_ms, tpot_ms, \
                      prefill_ms_per_1k_tokens, batch_penalty, speed, output_tokens, \
-                     health_status, sleeping."
+                     health_status, sleeping, break_after_tokens, stall_after_tokens."
                 ))
                 }
             }
@@ -155,6 +170,12 @@ impl Patch {
         }
         if let Some(sleeping) = self.sleeping {
             c.set_sleeping(sleeping);
+        }
+        if let Some(n) = self.break_after_tokens {
+            c.set_break_after_tokens(n);
+        }
+        if let Some(n) = self.stall_after_tokens {
+            c.set_stall_after_tokens(n);
         }
     }
 }

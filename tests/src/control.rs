@@ -40,6 +40,12 @@ pub struct Knobs {
     pub health_status: u16,
     /// `vllm:engine_sleep_state` reports the weights as offloaded.
     pub sleeping: bool,
+    /// Streams that start from now on break off (connection reset, no `[DONE]`) after this
+    /// many token chunks: a worker dying mid-generation.
+    pub break_after_tokens: Option<u32>,
+    /// Streams that start from now on go silent (connection kept open) after this many token
+    /// chunks: a stalled worker.
+    pub stall_after_tokens: Option<u32>,
 }
 
 /// Counters and knobs as `GET /sim/stats` reports them.
@@ -77,6 +83,8 @@ pub struct SimStats {
     pub output_tokens: u32,
     pub health_status: u16,
     pub sleeping: bool,
+    pub break_after_tokens: Option<u32>,
+    pub stall_after_tokens: Option<u32>,
 }
 
 /// Shared live state of a simulated worker. All methods take `&self`.
@@ -154,6 +162,8 @@ impl SimControl {
                 output_tokens: cfg.output_tokens,
                 health_status: cfg.health_status,
                 sleeping: cfg.sleeping,
+                break_after_tokens: None,
+                stall_after_tokens: None,
             }),
             rng: Mutex::new(fastrand::Rng::with_seed(cfg.seed)),
             slots: Arc::new(Semaphore::new(max_running as usize)),
@@ -265,6 +275,14 @@ impl SimControl {
     pub fn set_sleeping(&self, sleeping: bool) {
         lock(&self.knobs).sleeping = sleeping;
     }
+    /// Streams starting from now on break off after `n` token chunks (`None`: they don't).
+    pub fn set_break_after_tokens(&self, n: Option<u32>) {
+        lock(&self.knobs).break_after_tokens = n;
+    }
+    /// Streams starting from now on go silent after `n` token chunks (`None`: they don't).
+    pub fn set_stall_after_tokens(&self, n: Option<u32>) {
+        lock(&self.knobs).stall_after_tokens = n;
+    }
     /// When true, `POST /sim/die` exits the whole process with code 1 (binary mode); when false
     /// (the default, library mode) it only kills this server like [`crate::SimHandle::kill`].
     pub fn set_exit_on_die(&self, exit: bool) {
@@ -375,6 +393,8 @@ impl SimControl {
             output_tokens: k.output_tokens,
             health_status: k.health_status,
             sleeping: k.sleeping,
+            break_after_tokens: k.break_after_tokens,
+            stall_after_tokens: k.stall_after_tokens,
         }
     }
 

@@ -28,8 +28,15 @@ pub(crate) struct Generation {
     pub id: String,
     pub created: u64,
     pub model: String,
-    /// Output tokens: `min(max_tokens, output_tokens)`.
+    /// Output tokens: `min(max_tokens, output_tokens − start)`.
     pub n: u32,
+    /// Index of the first output token: a continued final message (`continue_final_message`)
+    /// picks up the token sequence after the words it already holds.
+    pub start: u32,
+    /// Fault knobs when the request arrived: the stream breaks off / goes silent after this
+    /// many token chunks.
+    pub break_after: Option<u32>,
+    pub stall_after: Option<u32>,
     pub finish_reason: &'static str,
     pub prompt_tokens: u32,
     pub include_usage: bool,
@@ -47,9 +54,11 @@ impl Generation {
     /// Plans the generation of `req` under the current knobs.
     pub fn plan(req: &LlmRequest, knobs: &Knobs) -> Self {
         let chat = req.endpoint == Endpoint::Chat;
+        let start = req.continue_after.min(knobs.output_tokens);
+        let left = knobs.output_tokens - start;
         let (n, finish_reason) = match req.max_tokens {
-            Some(max) if max <= knobs.output_tokens => (max, "length"),
-            _ => (knobs.output_tokens, "stop"),
+            Some(max) if max <= left => (max, "length"),
+            _ => (left, "stop"),
         };
         let prefix = if chat { "chatcmpl" } else { "cmpl" };
         Self {
@@ -58,6 +67,9 @@ impl Generation {
             created: unix_now(),
             model: req.model.clone(),
             n,
+            start,
+            break_after: knobs.break_after_tokens,
+            stall_after: knobs.stall_after_tokens,
             finish_reason,
             prompt_tokens: req.prompt_tokens,
             include_usage: req.include_usage,
@@ -97,9 +109,12 @@ impl Generation {
                 .saturating_mul(self.n.saturating_sub(1))
     }
 
-    /// `"tok0 tok1 …"`: the full output text.
+    /// `"tok0 tok1 …"`: the full output text (from `tok{start}` when continuing).
     pub fn text(&self) -> String {
-        (0..self.n).map(token).collect::<Vec<_>>().join(" ")
+        (self.start..self.start + self.n)
+            .map(token)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     pub fn usage(&self) -> Value {
@@ -173,9 +188,9 @@ impl Generation {
         }]))
     }
 
-    /// The chunk of output token `i` (`"tokN "`).
+    /// The chunk of output token `i` (`"tokN "`, N = `start + i`).
     pub fn token_chunk(&self, i: u32) -> Value {
-        self.chunk(self.choice(format!("{} ", token(i)), None))
+        self.chunk(self.choice(format!("{} ", token(self.start + i)), None))
     }
 
     /// The last chunk, carrying `finish_reason`.
@@ -226,6 +241,22 @@ mod tests {
         assert_eq!(ms(g.first_token_after(0)), 220);
         assert_eq!(ms(g.first_token_after(1500)), 70);
         assert_eq!(ms(g.first_token_after(5000)), 20);
+    }
+
+    #[test]
+    fn a_continued_message_picks_up_the_token_sequence() {
+        let control = SimControl::new(&SimConfig::default());
+        let mut k = control.knobs();
+        k.output_tokens = 10;
+        let body = serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "tok0 tok1 tok2 tok3 "},
+        ], "continue_final_message": true, "add_generation_prompt": false});
+        let req = parse(Endpoint::Chat, body.to_string().as_bytes()).unwrap();
+        let g = Generation::plan(&req, &k);
+        assert_eq!((g.start, g.n, g.finish_reason), (4, 6, "stop"));
+        assert_eq!(g.text(), "tok4 tok5 tok6 tok7 tok8 tok9");
+        assert_eq!(g.token_chunk(0)["choices"][0]["delta"]["content"], "tok4 ");
     }
 
     #[test]

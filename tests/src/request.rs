@@ -29,6 +29,9 @@ pub(crate) struct LlmRequest {
     /// The prompt's full blocks for the prefix cache (chat: each message's role, then its
     /// words; completions: the words or token ids; embeddings: none).
     pub blocks: Vec<u64>,
+    /// Chat with `continue_final_message`: the words of the final (assistant) message, which
+    /// the generation continues after (vLLM's partial-assistant-message continuation).
+    pub continue_after: u32,
 }
 
 /// Parses `body` as a request for `endpoint`.
@@ -57,6 +60,10 @@ pub(crate) fn parse(endpoint: Endpoint, body: &[u8]) -> Result<LlmRequest, Strin
         Endpoint::Completion => optional_count(&obj, "max_tokens")?,
         Endpoint::Embedding => None,
     };
+    let continue_after = match endpoint {
+        Endpoint::Chat => continuation(&obj)?,
+        _ => 0,
+    };
     let mut blocks = BlockHasher::default();
     let (words, inputs) = match endpoint {
         Endpoint::Chat => (
@@ -82,7 +89,38 @@ pub(crate) fn parse(endpoint: Endpoint, body: &[u8]) -> Result<LlmRequest, Strin
         prompt_tokens: saturate(words).max(1),
         inputs,
         blocks: blocks.finish(),
+        continue_after,
     })
+}
+
+/// vLLM's `continue_final_message` / `add_generation_prompt` (default true) pair: with the
+/// first set, the final message must be the assistant's and the second must be false. Returns
+/// the words of that final message (0 without `continue_final_message`).
+fn continuation(obj: &Map<String, Value>) -> Result<u32, String> {
+    let cont = optional_bool(obj, "continue_final_message")?.unwrap_or(false);
+    let add = optional_bool(obj, "add_generation_prompt")?.unwrap_or(true);
+    if !cont {
+        return Ok(0);
+    }
+    if add {
+        return Err(
+            "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
+                .to_string(),
+        );
+    }
+    let last = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last());
+    match last {
+        Some(m) if m.get("role").and_then(Value::as_str) == Some("assistant") => {
+            let text = m.get("content").and_then(Value::as_str).unwrap_or("");
+            Ok(saturate(word_count(text)))
+        }
+        _ => Err(
+            "`continue_final_message` needs the final message to be the assistant's.".to_string(),
+        ),
+    }
 }
 
 fn required<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a Value, String> {
@@ -269,6 +307,33 @@ mod tests {
         )
         .expect("ok");
         assert!(r.blocks.is_empty());
+    }
+
+    #[test]
+    fn continue_final_message_like_vllm() {
+        let body = |extra: &str| {
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"q"}},
+                {{"role":"assistant","content":"tok0 tok1 tok2 "}}]{extra}}}"#
+            )
+        };
+        let r = parse(Endpoint::Chat, body("").as_bytes()).expect("plain");
+        assert_eq!(r.continue_after, 0);
+        let ok = r#","continue_final_message":true,"add_generation_prompt":false"#;
+        let r = parse(Endpoint::Chat, body(ok).as_bytes()).expect("continued");
+        assert_eq!(r.continue_after, 3);
+        assert_eq!(
+            r.prompt_tokens, 4,
+            "the partial answer is part of the prompt"
+        );
+        // add_generation_prompt defaults to true, which vLLM refuses together with it.
+        let both = r#","continue_final_message":true"#;
+        assert!(parse(Endpoint::Chat, body(both).as_bytes()).is_err());
+        let user_last = br#"{"model":"m","messages":[{"role":"user","content":"q"}],
+            "continue_final_message":true,"add_generation_prompt":false}"#;
+        assert!(parse(Endpoint::Chat, user_last).is_err());
+        let bad = r#","continue_final_message":"yes""#;
+        assert!(parse(Endpoint::Chat, body(bad).as_bytes()).is_err());
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! (queue for a slot) → after the prefill (ttft plus the uncached prompt tokens) the role
 //! chunk (chat) and the first token → one token chunk per token time (longer while more
 //! sequences run) → the `finish_reason` chunk → the usage chunk (only with
-//! `stream_options.include_usage`) → `data: [DONE]`.
+//! `stream_options.include_usage`) → `data: [DONE]`. The fault knobs `break_after_tokens`
+//! (the body ends in an error: the connection is reset without the last chunk, as when the
+//! engine dies) and `stall_after_tokens` (nothing more is ever sent) cut it short.
 //!
 //! The stream owns its batch slot, so when the client goes away and the server drops the body,
 //! the slot is freed and the disconnect is counted.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -39,6 +40,8 @@ struct SseState {
     /// When the latest token was due.
     token_at: Instant,
     finished: bool,
+    /// Set when the stream breaks off: the error that ends the body.
+    broken: Option<std::io::Error>,
 }
 
 impl Drop for SseState {
@@ -55,8 +58,16 @@ fn event(payload: &Value) -> Bytes {
 }
 
 impl SseState {
-    /// Produces the next event, waiting as long as the simulated engine would.
-    async fn next_event(&mut self) -> Option<Bytes> {
+    /// Produces the next event, waiting as long as the simulated engine would; an error
+    /// breaks the connection off.
+    async fn next_event(&mut self) -> Option<std::io::Result<Bytes>> {
+        self.next_payload()
+            .await
+            .map(Ok)
+            .or_else(|| self.broken.take().map(Err))
+    }
+
+    async fn next_payload(&mut self) -> Option<Bytes> {
         loop {
             match self.phase {
                 Phase::Queue => {
@@ -77,6 +88,20 @@ impl SseState {
                     return Some(event(&self.generation.role_chunk()));
                 }
                 Phase::Token(i) if i < self.generation.n => {
+                    if self.generation.stall_after == Some(i) {
+                        std::future::pending::<()>().await;
+                    }
+                    if self.generation.break_after == Some(i) {
+                        self.phase = Phase::End;
+                        self.slot = None;
+                        self.finished = true;
+                        self.control.record_failure();
+                        self.broken = Some(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "simulated engine death mid-stream",
+                        ));
+                        return None;
+                    }
                     if i > 0 {
                         self.token_at += self.generation.token_time(self.control.running());
                         sleep_until(self.token_at).await;
@@ -115,7 +140,7 @@ impl SseState {
 pub(crate) fn event_stream(
     control: Arc<SimControl>,
     generation: Generation,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let state = SseState {
         control,
         generation,
@@ -123,9 +148,10 @@ pub(crate) fn event_stream(
         slot: None,
         token_at: Instant::now(),
         finished: false,
+        broken: None,
     };
     stream::unfold(state, |mut state| async move {
         let event = state.next_event().await?;
-        Some((Ok(event), state))
+        Some((event, state))
     })
 }

@@ -421,7 +421,7 @@ async fn consistent_hash_never_pins_to_a_dead_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_broken_after_its_first_bytes_ends_with_an_sse_error() {
+async fn with_failover_off_a_broken_stream_ends_with_an_sse_error() {
     let slow = SimConfig {
         tpot: Duration::from_millis(100),
         output_tokens: 50,
@@ -429,6 +429,7 @@ async fn a_stream_broken_after_its_first_bytes_ends_with_an_sse_error() {
     };
     let mut fleet = Fleet::start(vec![slow, sim("b", "m")], |c| {
         c.routing.strategy = Strategy::RoundRobin;
+        c.failover.enabled = false;
     })
     .await;
     let mut body = chat_body("m", "stream");

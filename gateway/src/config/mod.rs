@@ -12,6 +12,7 @@
 //! | `[health]` | [`health`] |
 //! | `[upstream]` | [`upstream`] |
 //! | `[retry]` | [`retry`] |
+//! | `[failover]` | [`failover`] |
 //! | `[circuit_breaker]` | [`circuit_breaker`] |
 //! | `[rate_limit]` | [`rate_limit`] |
 //! | `[auth]` | [`auth`] |
@@ -27,6 +28,7 @@
 mod auth;
 mod circuit_breaker;
 pub(crate) mod control;
+mod failover;
 mod health;
 mod limits;
 mod otel_env;
@@ -47,6 +49,7 @@ use serde::{Deserialize, Serialize};
 pub use self::auth::AuthConfig;
 pub use circuit_breaker::CircuitBreakerConfig;
 pub use control::ControlConfig;
+pub use failover::FailoverConfig;
 pub use health::HealthConfig;
 pub use limits::LimitsConfig;
 pub use rate_limit::RateLimitConfig;
@@ -81,6 +84,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub upstream: UpstreamConfig,
     pub retry: RetryConfig,
+    pub failover: FailoverConfig,
     pub circuit_breaker: CircuitBreakerConfig,
     pub rate_limit: RateLimitConfig,
     pub auth: AuthConfig,
@@ -186,6 +190,7 @@ impl Config {
         self.health.validate()?;
         self.upstream.validate()?;
         self.retry.validate()?;
+        self.failover.validate()?;
         self.circuit_breaker.validate()?;
         self.rate_limit.validate()?;
         self.auth.validate()?;

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     /// `llm_gateway_trace_spans_total{result="exported"|"failed"|"dropped"}` (see `otel`).
     pub trace_spans: IntCounterVec,
+    /// `llm_stream_failovers_total{reason,result}`: streams whose worker broke off mid-way,
+    /// by why (broken, stalled, worker_error) and what followed (resumed on another worker,
+    /// completed here, failed: ended with an error event).
+    pub stream_failovers: IntCounterVec,
     /// Serialises scrapes: the fleet families are reset and refilled for each one.
     scrape: Mutex<()>,
 }
@@ -76,7 +80,19 @@ impl Metrics {
         registry
             .register(Box::new(trace_spans.clone()))
             .expect("trace metric family");
+        let stream_failovers = IntCounterVec::new(
+            Opts::new(
+                "llm_stream_failovers_total",
+                "Streams whose worker broke off or stalled mid-way, by reason (broken, stalled, worker_error) and result (resumed on another worker, completed, failed)",
+            ),
+            &["reason", "result"],
+        )
+        .expect("valid metric options");
+        registry
+            .register(Box::new(stream_failovers.clone()))
+            .expect("failover metric family");
         Self {
+            stream_failovers,
             tls_reloads,
             trace_spans,
             registry,

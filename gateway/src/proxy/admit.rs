@@ -72,6 +72,15 @@ pub(super) async fn admit(
     known_model(gw, &ctx.info)?;
     let rewritten = rewrite(gw, session.req_header(), ctx, endpoint, translated, &bytes)?;
     ctx.kind = Kind::Llm;
+    // A streamed chat completion takes the gateway's own path too: it can move to another
+    // worker mid-stream there (`resume`).
+    let failover = ctx.config.failover.enabled
+        && ctx.info.stream
+        && matches!(endpoint, Endpoint::Chat | Endpoint::Messages);
+    let mode = match mode {
+        BodyMode::Replayable if failover => BodyMode::Owned(bytes),
+        mode => mode,
+    };
     // A rewritten body is forwarded on the gateway's own path (it is not Pingora's).
     Ok(match rewritten.map_or(mode, BodyMode::Owned) {
         BodyMode::Owned(body) => Admitted::Forward(body),

@@ -57,6 +57,9 @@ pub struct RequestCtx {
     pub body: BodyMode,
     /// Workers this request was sent to, in order (their uids).
     pub tried: Vec<u64>,
+    /// Workers (uids) the next attempt must not go to either: those that cannot continue a
+    /// stream that moves mid-way (`resume`).
+    pub avoid: Vec<u64>,
     /// The in-flight token of the current attempt; dropping it releases the worker.
     pub guard: Option<LoadGuard>,
     /// The worker of the last attempt (kept after the guard is released, for accounting).
@@ -106,6 +109,7 @@ impl RequestCtx {
             hints: RouteHints::default(),
             body: BodyMode::Empty,
             tried: Vec::new(),
+            avoid: Vec::new(),
             guard: None,
             worker: None,
             dispatched_at: None,

@@ -3,7 +3,9 @@
 //! (bounded by `max_body_bytes`), so it is sent with a `Content-Length` and can be replayed
 //! on another worker when an attempt fails before any byte reached the client. The response
 //! streams back chunk by chunk, exactly like the Pingora path — or, for a request with a
-//! [`Translation`](crate::edge::Translation), through its translator.
+//! [`Translation`](crate::edge::Translation), through its translator. A streamed chat
+//! completion goes this way too: when its worker breaks off or stalls mid-stream, it is
+//! continued on another worker and spliced into the client's stream (`resume`).
 
 use std::time::Duration;
 
@@ -14,7 +16,9 @@ use pingora::proxy::Session;
 
 use super::account::Verdict;
 use super::ctx::RequestCtx;
+use super::resume::{self, Break, Next, Splice};
 use super::{retry, select, Gateway};
+use crate::edge::translate::ResponseTranslator;
 use crate::error::GatewayError;
 use crate::worker::spec::WorkerSpec;
 
@@ -42,12 +46,23 @@ const SKIP_RESPONSE: &[&str] = &[
     "upgrade",
 ];
 
-/// Why an attempt ended without a response for the client.
+/// Why an attempt ended without a complete response for the client.
 enum AttemptError {
     /// Nothing reached the client: another worker may be tried.
     Retryable(GatewayError, Verdict),
+    /// The client's stream started and this worker broke off; the splice may continue it.
+    Broke(GatewayError, Verdict, Break),
     /// The response started (or the client left): the request is over.
     Final(Option<GatewayError>),
+}
+
+/// What lives across attempts once the client's response has started.
+struct Downstream {
+    /// The response header went to the client.
+    started: bool,
+    translator: Option<Box<dyn ResponseTranslator>>,
+    /// Mid-stream failover, for a streamed chat completion (`resume`).
+    splice: Option<Splice>,
 }
 
 /// Forward `body` with retries. `Ok` once the response was written (or the client left);
@@ -57,38 +72,150 @@ pub(super) async fn run(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    body: Bytes,
+    original: Bytes,
 ) -> Result<(), GatewayError> {
     let cfg = ctx.config.clone();
+    let chat = matches!(
+        ctx.route,
+        super::route::Route::Llm(super::route::Endpoint::Chat | super::route::Endpoint::Messages)
+    );
+    let mut down = Downstream {
+        started: false,
+        translator: None,
+        splice: Splice::for_request(&cfg.failover, ctx.info.stream, chat, &original),
+    };
+    let mut body = original.clone();
     loop {
-        if !retry::wait_before(&cfg.retry, ctx).await {
+        if !down.started && !retry::wait_before(&cfg.retry, ctx).await {
             return Err(retry::budget_spent(ctx));
         }
-        let worker = select::dispatch(&gw.state, ctx).await?;
-        let attempted = attempt(gw, session, ctx, &worker.spec, body.clone()).await;
-        match attempted {
+        let from = ctx.worker.as_ref().map(|w| w.id.clone());
+        let worker = match select::dispatch(&gw.state, ctx).await {
+            Ok(w) => w,
+            Err(e) if down.started => return end_broken(session, &mut down, e).await,
+            Err(e) => return Err(e),
+        };
+        if down.started {
+            tracing::warn!(from = from.as_deref().unwrap_or("-"), to = %worker.id, attempt = ctx.attempts(), "stream continues on another worker");
+        }
+        match attempt(gw, session, ctx, &worker.spec, body.clone(), &mut down).await {
             Ok(()) | Err(AttemptError::Final(None)) => return Ok(()),
             Err(AttemptError::Final(Some(e))) => return Err(e),
-            Err(AttemptError::Retryable(e, verdict)) => {
+            Err(AttemptError::Retryable(e, verdict)) if !down.started => {
                 tracing::warn!(worker = %worker.id, error = %e, attempt = ctx.attempts(), "attempt failed");
                 gw.end_attempt(ctx, verdict);
                 if !retry::budget_left(&cfg.retry, ctx) {
                     return Err(e);
                 }
             }
+            // The client's stream is under way: continue it elsewhere, or end it.
+            Err(AttemptError::Retryable(e, verdict)) => {
+                gw.end_attempt(ctx, verdict);
+                match resume_body(gw, session, ctx, &mut down, &original, &e, Break::Broken).await?
+                {
+                    Some(next) => body = next,
+                    None => return Ok(()),
+                }
+            }
+            Err(AttemptError::Broke(e, verdict, why)) => {
+                tracing::warn!(worker = %worker.id, error = %e, reason = why.as_str(), "stream broke off");
+                gw.end_attempt(ctx, verdict);
+                match resume_body(gw, session, ctx, &mut down, &original, &e, why).await? {
+                    Some(next) => body = next,
+                    None => return Ok(()),
+                }
+            }
         }
     }
 }
 
-async fn attempt(
+/// After a break of a started stream: the body for the next worker (`Some`), the stream
+/// completed here (`None`), or the error that ended it.
+async fn resume_body(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
+    down: &mut Downstream,
+    original: &[u8],
+    e: &GatewayError,
+    why: Break,
+) -> Result<Option<Bytes>, GatewayError> {
+    let cfg = &ctx.config.failover;
+    let counter = |result: &str| {
+        gw.state
+            .metrics
+            .stream_failovers
+            .with_label_values(&[why.as_str(), result])
+            .inc();
+    };
+    let allowed = match down.splice.as_ref() {
+        None => Err("failover is off for this request".to_string()),
+        Some(_) if ctx.start.elapsed().as_millis() as u64 > cfg.total_timeout_ms => {
+            Err("the request is older than failover.total_timeout_ms".to_string())
+        }
+        Some(s) => s.resumable(cfg),
+    };
+    let next = allowed.and_then(|()| match down.splice.as_mut() {
+        Some(s) => s.next(original),
+        None => Err("failover is off for this request".to_string()),
+    });
+    let next = next.and_then(|n| match n {
+        Next::Continue(_) if !has_alternative(gw, ctx) => {
+            Err("no other worker that can continue a partial message is available".to_string())
+        }
+        n => Ok(n),
+    });
+    match next {
+        Ok(Next::Continue(body)) => {
+            counter("resumed");
+            // Only workers that can continue a partial message take it.
+            let pool = gw.state.pool.load();
+            ctx.avoid = pool
+                .workers
+                .iter()
+                .filter(|w| !resume::supports_continuation(w.meta().kind))
+                .map(|w| w.uid)
+                .collect();
+            Ok(Some(body))
+        }
+        Ok(Next::Complete(tail)) => {
+            counter("completed");
+            send_through(session, ctx, down, tail).await.ok();
+            finish(session, down).await.ok();
+            Ok(None)
+        }
+        Err(why_not) => {
+            counter("failed");
+            tracing::warn!(reason = %why_not, error = %e, "the stream cannot continue elsewhere");
+            end_broken(session, down, e.clone()).await.map(|()| None)
+        }
+    }
+}
+
+/// End a started response that cannot be completed: in the client's API when a translator
+/// can; otherwise the caller's SSE error event (`send_error`).
+async fn end_broken(
+    session: &mut Session,
+    down: &mut Downstream,
+    e: GatewayError,
+) -> Result<(), GatewayError> {
+    if let Some(t) = down.translator.as_mut() {
+        let tail = t.abort(&e.to_string());
+        if !tail.is_empty() {
+            let _ = session.write_response_body(Some(tail), false).await;
+        }
+        let _ = session.write_response_body(None, true).await;
+    }
+    Err(e)
+}
+
+/// The worker request for `body`, with the client's headers less the hop-by-hop ones.
+fn upstream_request(
+    session: &Session,
+    ctx: &RequestCtx,
     spec: &WorkerSpec,
     body: Bytes,
-) -> Result<(), AttemptError> {
-    let cfg = ctx.config.clone();
-    let read_timeout = Duration::from_millis(cfg.upstream.read_timeout_ms);
+) -> Result<http::Request<Full<Bytes>>, AttemptError> {
     let req_header = session.req_header();
     let path = match ctx.translation.as_ref().and_then(|t| t.upstream_path) {
         Some(p) => p,
@@ -125,16 +252,26 @@ async fn attempt(
     if let Some(tp) = traceparent {
         req = req.header("traceparent", tp);
     }
-    let req = req
-        .header("host", spec.host_header())
+    req.header("host", spec.host_header())
         .header("content-length", body.len())
         .body(Full::new(body))
         .map_err(|e| {
             AttemptError::Final(Some(GatewayError::Internal(format!(
                 "building the upstream request: {e}"
             ))))
-        })?;
+        })
+}
 
+async fn attempt(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    spec: &WorkerSpec,
+    body: Bytes,
+    down: &mut Downstream,
+) -> Result<(), AttemptError> {
+    let read_timeout = Duration::from_millis(ctx.config.upstream.read_timeout_ms);
+    let req = upstream_request(session, ctx, spec, body)?;
     ctx.sent_at = Some(std::time::Instant::now());
     let resp = match tokio::time::timeout(read_timeout, gw.state.client.request(spec, req)).await {
         Err(_) => {
@@ -157,32 +294,146 @@ async fn attempt(
     };
     let (parts, mut upstream_body) = resp.into_parts();
     let status = parts.status.as_u16();
+    if down.started {
+        // A continuation: only a stream can be spliced in.
+        if status != 200 {
+            let e = GatewayError::UpstreamFailed(format!(
+                "the worker answered {status} to the stream's continuation"
+            ));
+            return Err(AttemptError::Broke(
+                e,
+                Verdict::of_status(status),
+                Break::Broken,
+            ));
+        }
+    } else {
+        start_response(gw, session, ctx, &parts, down).await?;
+    }
+    if let Some(s) = down.splice.as_mut() {
+        s.begin_attempt();
+    }
+    let stall = match ctx.config.failover.stall_timeout_ms {
+        0 => None,
+        ms => down.splice.as_ref().map(|_| Duration::from_millis(ms)),
+    };
+    // Once this worker's stream has started, a silence longer than `stall` moves it — unless
+    // no other worker could take it, when the usual read timeout applies.
+    let mut streaming = false;
+    let mut patient = false;
+    loop {
+        let done = down.splice.as_ref().is_some_and(Splice::is_done);
+        let wait = match stall {
+            Some(s) if streaming && !patient && !done => s,
+            _ => read_timeout,
+        };
+        let (broke, why) = match tokio::time::timeout(wait, upstream_body.frame()).await {
+            Err(_) if wait != read_timeout => {
+                if !has_alternative(gw, ctx) {
+                    patient = true;
+                    continue;
+                }
+                let e = GatewayError::UpstreamTimeout(format!(
+                    "the worker sent nothing for {} ms mid-stream",
+                    wait.as_millis()
+                ));
+                (e, Break::Stalled)
+            }
+            Err(_) => (
+                GatewayError::UpstreamTimeout("the worker stalled mid-response".into()),
+                Break::Stalled,
+            ),
+            Ok(None) => {
+                ctx.upstream_done = Some(std::time::Instant::now());
+                let Some(s) = down.splice.as_mut() else {
+                    break;
+                };
+                let (tail, complete) = s.end_of_body();
+                send_through(session, ctx, down, tail).await?;
+                if complete {
+                    break;
+                }
+                let e = GatewayError::UpstreamFailed(
+                    "the worker closed the stream before it was complete".into(),
+                );
+                (e, Break::Broken)
+            }
+            Ok(Some(Err(e))) => (
+                GatewayError::UpstreamFailed(format!("the worker broke off: {e}")),
+                Break::Broken,
+            ),
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let Some(s) = down.splice.as_mut() else {
+                    send_through(session, ctx, down, data).await?;
+                    continue;
+                };
+                let out = s.push(&data);
+                let worker_error = s.take_worker_error();
+                streaming = true;
+                patient = false;
+                send_through(session, ctx, down, out).await?;
+                match worker_error {
+                    None => continue,
+                    Some(m) => (GatewayError::UpstreamFailed(m), Break::WorkerError),
+                }
+            }
+        };
+        let Some(s) = down.splice.as_mut() else {
+            end_broken(session, down, broke.clone()).await.ok();
+            return Err(AttemptError::Final(Some(broke)));
+        };
+        if let Some(tail) = s.complete_on_break() {
+            // Only `[DONE]` was missing: the stream is whole.
+            send_through(session, ctx, down, tail).await?;
+            break;
+        }
+        return Err(AttemptError::Broke(broke, Verdict::Failure, why));
+    }
+    finish(session, down).await
+}
+
+/// The worker answered: retry elsewhere on a retryable status, else send the client the
+/// response header (through the translator, if any).
+async fn start_response(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    parts: &http::response::Parts,
+    down: &mut Downstream,
+) -> Result<(), AttemptError> {
+    let status = parts.status.as_u16();
     let content_type = parts
         .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok());
     ctx.observer.on_headers(status, content_type);
-    if retry::RETRY_STATUSES.contains(&status) && retry::budget_left(&cfg.retry, ctx) {
+    if retry::RETRY_STATUSES.contains(&status) && retry::budget_left(&ctx.config.retry, ctx) {
         let e = GatewayError::UpstreamFailed(format!("the worker answered {status}"));
         return Err(AttemptError::Retryable(e, Verdict::of_status(status)));
     }
-
+    if status != 200 || !ctx.observer.sse {
+        down.splice = None; // only a stream is spliced
+    }
     let worker_id = ctx.worker.as_ref().map(|w| w.id.as_str()).unwrap_or("");
-    let mut translator = ctx
+    down.translator = ctx
         .translation
         .as_ref()
         .map(|t| (t.factory)(status, worker_id));
-    let client_status = translator.as_ref().map_or(status, |t| t.status(status));
+    let translator = down.translator.as_ref();
+    let client_status = translator.map_or(status, |t| t.status(status));
+    let client_type = translator.map(|t| t.content_type());
     let mut out = ResponseHeader::build(client_status, Some(parts.headers.len() + 3))
         .map_err(|e| AttemptError::Final(Some(GatewayError::Internal(e.to_string()))))?;
     for (name, value) in parts.headers.iter() {
-        let replaced = translator.is_some() && name == http::header::CONTENT_TYPE;
+        let replaced = client_type.is_some() && name == http::header::CONTENT_TYPE;
         if !SKIP_RESPONSE.contains(&name.as_str()) && !replaced {
             let _ = out.append_header(name.clone(), value.clone());
         }
     }
-    if let Some(t) = &translator {
-        let _ = out.insert_header(http::header::CONTENT_TYPE, t.content_type());
+    if let Some(t) = client_type {
+        let _ = out.insert_header(http::header::CONTENT_TYPE, t);
     }
     gw.decorate_response(&mut out, ctx);
     let _ = out.insert_header("transfer-encoding", "chunked");
@@ -193,41 +444,46 @@ async fn attempt(
     {
         return Err(AttemptError::Final(None)); // the client left
     }
-    loop {
-        let broke = match tokio::time::timeout(read_timeout, upstream_body.frame()).await {
-            Err(_) => GatewayError::UpstreamTimeout("the worker stalled mid-response".into()),
-            Ok(None) => {
-                ctx.upstream_done = Some(std::time::Instant::now());
-                break;
-            }
-            Ok(Some(Err(e))) => GatewayError::UpstreamFailed(format!("the worker broke off: {e}")),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    ctx.observer.on_chunk(&data);
-                    let data = match translator.as_mut() {
-                        Some(t) => t.chunk(&data),
-                        None => data,
-                    };
-                    send(session, data).await?;
-                }
-                continue;
-            }
-        };
-        // The response has started: end it in the client's API when a translator can.
-        if let Some(t) = translator.as_mut() {
-            send(session, t.abort(&broke.to_string())).await?;
-            let _ = session.write_response_body(None, true).await;
-        }
-        return Err(AttemptError::Final(Some(broke)));
+    down.started = true;
+    Ok(())
+}
+
+/// Another worker could take this request's stream now.
+fn has_alternative(gw: &Gateway, ctx: &RequestCtx) -> bool {
+    let pool = gw.state.pool.load();
+    let breaker = ctx.config.circuit_breaker.settings();
+    pool.eligible(ctx.info.model.as_deref(), &ctx.tried, &breaker)
+        .into_iter()
+        .any(|i| resume::supports_continuation(pool.workers[i].meta().kind))
+}
+
+/// Pass bytes meant for the client through the observer and the translator.
+async fn send_through(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    down: &mut Downstream,
+    data: Bytes,
+) -> Result<(), AttemptError> {
+    if data.is_empty() {
+        return Ok(());
     }
-    if let Some(t) = translator.as_mut() {
+    ctx.observer.on_chunk(&data);
+    let data = match down.translator.as_mut() {
+        Some(t) => t.chunk(&data),
+        None => data,
+    };
+    send(session, data).await
+}
+
+/// The response is complete: the translator's last bytes, then the end of the body.
+async fn finish(session: &mut Session, down: &mut Downstream) -> Result<(), AttemptError> {
+    if let Some(t) = down.translator.as_mut() {
         send(session, t.finish()).await?;
     }
     session
         .write_response_body(None, true)
         .await
-        .map_err(|_| AttemptError::Final(None))?;
-    Ok(())
+        .map_err(|_| AttemptError::Final(None))
 }
 
 /// Write a piece of the response body (nothing for an empty piece).

@@ -33,6 +33,7 @@ mod local;
 mod observe;
 mod request;
 mod respond;
+mod resume;
 mod retry;
 mod route;
 mod select;

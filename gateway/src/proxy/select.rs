@@ -78,9 +78,16 @@ pub(crate) async fn dispatch(
         breaker: &breaker,
         cap: ctx.config.scheduler.max_inflight_per_worker,
     };
+    let excluded: Vec<u64>;
+    let tried: &[u64] = if ctx.avoid.is_empty() {
+        &ctx.tried
+    } else {
+        excluded = ctx.tried.iter().chain(&ctx.avoid).copied().collect();
+        &excluded
+    };
     let want = Want {
         model: ctx.info.model.as_deref(),
-        tried: &ctx.tried,
+        tried,
         hints: &ctx.hints,
     };
     let picked = pick(&choice, &want);

@@ -1,0 +1,283 @@
+//! Mid-stream failover end to end: real sims that break off or stall in the middle of a
+//! streamed chat completion, the real gateway, loopback. The client must see one unbroken
+//! stream (one id, the text in order, one `[DONE]`, usage for the whole completion); a
+//! stream that cannot move ends with today's SSE error event.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{served_by, sim, Fleet};
+use futures_util::StreamExt;
+use sagellm_gateway::config::Strategy;
+use sagellm_sim::{MetricsFlavor, SimConfig};
+use serde_json::{json, Value};
+
+/// The expected text of an unbroken sim stream of `n` tokens.
+fn sim_text(n: u32) -> String {
+    (0..n).map(|i| format!("tok{i} ")).collect()
+}
+
+fn stream_body(content: &str) -> Value {
+    json!({"model": "m", "stream": true, "max_tokens": 100,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": content}]})
+}
+
+/// The `data` payloads of an SSE body (`[DONE]` as a string).
+fn events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|p| serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.to_string())))
+        .collect()
+}
+
+/// One client stream as seen end to end.
+struct Seen {
+    first_worker: String,
+    events: Vec<Value>,
+    raw: String,
+}
+
+impl Seen {
+    fn text(&self) -> String {
+        self.events
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+            .collect()
+    }
+
+    /// Panics unless this is one whole stream of `tokens` tokens for a 2-word prompt.
+    fn assert_whole(&self, tokens: u32) {
+        let raw = &self.raw;
+        let ids: Vec<&Value> = self.events.iter().filter_map(|e| e.get("id")).collect();
+        assert!(!ids.is_empty(), "{raw}");
+        assert!(ids.iter().all(|id| *id == ids[0]), "one id: {raw}");
+        assert_eq!(self.text(), sim_text(tokens), "{raw}");
+        let roles = self
+            .events
+            .iter()
+            .filter(|e| e["choices"][0]["delta"].get("role").is_some())
+            .count();
+        assert_eq!(roles, 1, "one role chunk: {raw}");
+        let done = self.events.iter().filter(|e| *e == "[DONE]").count();
+        assert_eq!(done, 1, "{raw}");
+        assert_eq!(self.events.last().unwrap(), "[DONE]", "{raw}");
+        assert!(!raw.contains("\"error\""), "{raw}");
+        let usage = &self.events[self.events.len() - 2]["usage"];
+        assert_eq!(usage["completion_tokens"], tokens, "{raw}");
+        assert_eq!(usage["prompt_tokens"], 2, "{raw}");
+        assert_eq!(usage["total_tokens"], tokens + 2, "{raw}");
+    }
+}
+
+async fn stream(fleet: &Fleet, content: impl AsRef<str>) -> Seen {
+    let resp = fleet.chat(&stream_body(content.as_ref())).await;
+    assert_eq!(resp.status(), 200);
+    let first_worker = served_by(&resp);
+    let raw = resp.text().await.expect("the stream ends");
+    Seen {
+        first_worker,
+        events: events(&raw),
+        raw,
+    }
+}
+
+/// A sim generating `tokens` tokens, 3 ms apart, with room for every test stream at once
+/// (its fault knobs are set once it runs).
+fn generating(name: &str, tokens: u32) -> SimConfig {
+    SimConfig {
+        tpot: Duration::from_millis(3),
+        output_tokens: tokens,
+        max_running: 32,
+        ..sim(name, "m")
+    }
+}
+
+async fn failover_total(fleet: &Fleet, reason: &str, result: &str) -> u64 {
+    let text = fleet.get("/metrics").await.text().await.unwrap();
+    let line = format!("llm_stream_failovers_total{{reason=\"{reason}\",result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_streams_survive_workers_dying_mid_stream() {
+    const TOKENS: u32 = 24;
+    let fleet = Fleet::start(
+        vec![
+            generating("a", TOKENS),
+            generating("b", TOKENS),
+            generating("c", TOKENS),
+        ],
+        |c| c.routing.strategy = Strategy::RoundRobin,
+    )
+    .await;
+    // a breaks off after 5 token chunks, b after 11: a stream that starts on either moves
+    // once or twice before c finishes it.
+    fleet.sims[0].control().set_break_after_tokens(Some(5));
+    fleet.sims[1].control().set_break_after_tokens(Some(11));
+    let seen =
+        futures_util::future::join_all((0..20).map(|i| stream(&fleet, format!("stream {i}"))))
+            .await;
+    for s in &seen {
+        s.assert_whole(TOKENS);
+    }
+    let moved = seen.iter().filter(|s| s.first_worker != "c").count();
+    assert!(moved > 0, "some streams started on a breaking worker");
+    assert!(failover_total(&fleet, "broken", "resumed").await >= moved as u64);
+    assert_eq!(failover_total(&fleet, "broken", "failed").await, 0);
+    assert_eq!(
+        fleet.sims[2].control().completed_total(),
+        20,
+        "c finished every stream"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_mid_stream_is_continued_elsewhere() {
+    let slow = SimConfig {
+        tpot: Duration::from_millis(50),
+        output_tokens: 30,
+        ..sim("a", "m")
+    };
+    let mut fleet = Fleet::start(vec![slow, sim("b", "m")], |c| {
+        c.routing.strategy = Strategy::RoundRobin;
+    })
+    .await;
+    fleet.sims[1].control().set_output_tokens(30);
+    let resp = loop {
+        let resp = fleet.chat(&stream_body("kill me")).await;
+        if served_by(&resp) == "a" {
+            break resp;
+        }
+        resp.text().await.unwrap();
+    };
+    let b_before = fleet.sims[1].control().completed_total();
+    let mut body = resp.bytes_stream();
+    let mut raw = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+    fleet.sims[0].kill(); // the process dies: its connections are reset
+    while let Some(chunk) = body.next().await {
+        raw.push_str(
+            std::str::from_utf8(&chunk.expect("the client's stream is not broken")).unwrap(),
+        );
+    }
+    let seen = Seen {
+        first_worker: "a".into(),
+        events: events(&raw),
+        raw,
+    };
+    seen.assert_whole(30);
+    assert_eq!(
+        fleet.sims[1].control().completed_total(),
+        b_before + 1,
+        "b finished it"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_moves_after_the_stall_timeout() {
+    let fleet = Fleet::start(vec![sim("a", "m"), sim("b", "m")], |c| {
+        c.routing.strategy = Strategy::RoundRobin;
+        c.failover.stall_timeout_ms = 300;
+        // Without stall detection the stream would wait this long, past the client's 30 s.
+        c.upstream.read_timeout_ms = 120_000;
+    })
+    .await;
+    for s in &fleet.sims {
+        s.control().set_output_tokens(12);
+    }
+    fleet.sims[0].control().set_stall_after_tokens(Some(4));
+    for i in 0..4 {
+        let s = stream(&fleet, &format!("stall {i}")).await;
+        s.assert_whole(12);
+    }
+    assert!(failover_total(&fleet, "stalled", "resumed").await >= 1);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_worker_with_no_alternative_is_not_abandoned() {
+    let slow = SimConfig {
+        tpot: Duration::from_millis(700),
+        output_tokens: 3,
+        ..sim("a", "m")
+    };
+    let fleet = Fleet::start(vec![slow], |c| c.failover.stall_timeout_ms = 200).await;
+    let s = stream(&fleet, "slow one").await;
+    s.assert_whole(3);
+    assert_eq!(failover_total(&fleet, "stalled", "resumed").await, 0);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_worker_that_can_continue_the_stream_ends_with_an_error_event() {
+    let lmdeploy = SimConfig {
+        owned_by: "lmdeploy".into(),
+        flavor: MetricsFlavor::Lmdeploy,
+        ..generating("b", 10)
+    };
+    let fleet = Fleet::start(vec![generating("a", 10), lmdeploy], |c| {
+        c.routing.strategy = Strategy::RoundRobin;
+    })
+    .await;
+    fleet.sims[0].control().set_break_after_tokens(Some(3));
+    let mut on_a = 0;
+    for i in 0..4 {
+        let s = stream(&fleet, format!("plain {i}")).await;
+        if s.first_worker == "a" {
+            on_a += 1;
+            // What a had flushed before it died (the last chunk may die with it).
+            let text = s.text();
+            assert!(
+                !text.is_empty() && sim_text(3).starts_with(&text),
+                "{}",
+                s.raw
+            );
+            assert!(s.raw.contains("data: {\"error\""), "{}", s.raw);
+            assert!(!s.raw.contains("[DONE]"), "{}", s.raw);
+        } else {
+            s.assert_whole(10);
+        }
+    }
+    assert!(on_a > 0);
+    assert!(failover_total(&fleet, "broken", "failed").await >= on_a);
+    // b (LMDeploy) was never asked to continue a message.
+    assert_eq!(fleet.sims[1].control().requests_total(), 4 - on_a);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_stream_survives_too() {
+    let fleet = Fleet::start(vec![generating("a", 10), generating("b", 10)], |c| {
+        c.routing.strategy = Strategy::RoundRobin
+    })
+    .await;
+    fleet.sims[0].control().set_break_after_tokens(Some(4));
+    for i in 0..4 {
+        let resp = fleet
+            .http
+            .post(fleet.url("/v1/messages"))
+            .json(&json!({"model": "m", "max_tokens": 100, "stream": true,
+                "messages": [{"role": "user", "content": format!("hello {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let raw = resp.text().await.unwrap();
+        let text: String = events(&raw)
+            .iter()
+            .filter(|e| e["type"] == "content_block_delta")
+            .filter_map(|e| e["delta"]["text"].as_str())
+            .collect();
+        assert_eq!(text, sim_text(10), "{raw}");
+        assert_eq!(raw.matches("event: message_start").count(), 1, "{raw}");
+        assert_eq!(raw.matches("event: message_stop").count(), 1, "{raw}");
+        assert!(!raw.contains("event: error"), "{raw}");
+    }
+    assert!(failover_total(&fleet, "broken", "resumed").await >= 1);
+    fleet.stop().await;
+}
