@@ -27,6 +27,13 @@ pub enum Prompt {
     Chat(Vec<(String, String)>),
     /// Raw completion text.
     Text(String),
+    /// Chat messages whose final assistant message is continued (`continue_final_message`):
+    /// the template is applied to `messages` with the generation prompt, and the generation
+    /// goes on after `partial`.
+    Continue {
+        messages: Vec<(String, String)>,
+        partial: String,
+    },
 }
 
 /// Token counts of a finished generation.
@@ -57,6 +64,10 @@ pub struct Generation {
     finished: bool,
     /// The finish event, held back while the last chunk's text is delivered.
     pending: Option<Event>,
+    /// A continued message: mistral.rs trims the leading whitespace of a sequence's first
+    /// piece of text, which a continuation needs (" magical" after "a beautiful and"); it is
+    /// restored from the token's own text, which logprobs carry.
+    restore_space: bool,
     stops: StopMatcher,
 }
 
@@ -72,17 +83,32 @@ fn message_maps(messages: &[(String, String)]) -> Vec<IndexMap<String, mistralrs
         .collect()
 }
 
-async fn count_prompt_tokens(ready: &Ready, prompt: &Prompt) -> Result<u64, ApiError> {
+/// The prompt's tokens, as the engine will see them.
+async fn prompt_tokens(ready: &Ready, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
+    match prompt {
+        Prompt::Chat(m) => tokenize(ready, Either::Left(message_maps(m)), true).await,
+        Prompt::Text(t) => tokenize(ready, Either::Right(t.clone()), true).await,
+        Prompt::Continue { messages, partial } => {
+            let mut tokens = tokenize(ready, Either::Left(message_maps(messages)), true).await?;
+            tokens.extend(tokenize(ready, Either::Right(partial.clone()), false).await?);
+            Ok(tokens)
+        }
+    }
+}
+
+/// Tokenize chat messages (their template applied, with the generation prompt) or raw text
+/// (`special`: with the tokenizer's special tokens, as a prompt's start).
+async fn tokenize(
+    ready: &Ready,
+    text: Either<Vec<IndexMap<String, mistralrs::MessageContent>>, String>,
+    special: bool,
+) -> Result<Vec<u32>, ApiError> {
     let (tx, mut rx) = mpsc::channel(1);
-    let text = match prompt {
-        Prompt::Chat(m) => Either::Left(message_maps(m)),
-        Prompt::Text(t) => Either::Right(t.clone()),
-    };
     let req = Request::Tokenize(TokenizationRequest {
         text,
         tools: None,
         add_generation_prompt: true,
-        add_special_tokens: true,
+        add_special_tokens: special,
         enable_thinking: None,
         reasoning_effort: None,
         response: tx,
@@ -97,7 +123,7 @@ async fn count_prompt_tokens(ready: &Ready, prompt: &Prompt) -> Result<u64, ApiE
         .await
         .map_err(|_| ApiError::Internal("the engine stopped".into()))?;
     match rx.recv().await {
-        Some(Ok(tokens)) => Ok(tokens.len() as u64),
+        Some(Ok(tokens)) => Ok(tokens),
         Some(Err(e)) => Err(ApiError::bad(
             format!("the prompt cannot be tokenized: {e}"),
             None,
@@ -110,7 +136,8 @@ impl Generation {
     /// Validate the prompt's length and submit the request.
     pub async fn start(ready: &Ready, prompt: Prompt, params: &Params) -> Result<Self, ApiError> {
         let started = Instant::now();
-        let prompt_tokens = count_prompt_tokens(ready, &prompt).await?;
+        let tokens = prompt_tokens(ready, &prompt).await?;
+        let prompt_tokens = tokens.len() as u64;
         let context = ready.model.max_seq_len as u64;
         let max_tokens = match params.max_tokens {
             Some(m) if prompt_tokens + m as u64 > context => {
@@ -135,6 +162,7 @@ impl Generation {
         if let Some(pin) = crate::pin::processor() {
             processors.get_or_insert_with(Vec::new).insert(0, pin);
         }
+        let continued = matches!(prompt, Prompt::Continue { .. });
         let messages = match prompt {
             Prompt::Chat(m) => RequestMessage::Chat {
                 messages: message_maps(&m),
@@ -146,6 +174,8 @@ impl Generation {
                 echo_prompt: false,
                 best_of: None,
             },
+            // The template and the partial message are already tokens.
+            Prompt::Continue { .. } => RequestMessage::CompletionTokens(tokens),
         };
         let (tx, rx) = mpsc::channel(64);
         let runner = &ready.model.runner;
@@ -159,6 +189,7 @@ impl Generation {
         );
         req.is_streaming = true;
         req.logits_processors = processors;
+        req.return_logprobs = continued;
         let sender = runner
             .get_sender(None)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -177,6 +208,7 @@ impl Generation {
             prompt_tokens,
             finished: false,
             pending: None,
+            restore_space: continued,
             stops: StopMatcher::new(params.stop.clone()),
         })
     }
@@ -239,6 +271,7 @@ impl Generation {
                     };
                     self.on_token();
                     let text = choice.delta.content.unwrap_or_default();
+                    let text = self.untrimmed(text, choice.logprobs.as_ref());
                     let completion = chunk.usage.map(|u| u.completion_tokens as u64);
                     return Some(self.on_text(text, choice.finish_reason, completion));
                 }
@@ -251,7 +284,8 @@ impl Generation {
                     if choice.finish_reason.is_none() || !choice.text.is_empty() {
                         self.on_token();
                     }
-                    return Some(self.on_text(choice.text, choice.finish_reason, None));
+                    let text = self.untrimmed(choice.text, choice.logprobs.as_ref());
+                    return Some(self.on_text(text, choice.finish_reason, None));
                 }
                 Response::ModelError(e, _) | Response::CompletionModelError(e, _) => {
                     return Some(self.fail(e))
@@ -277,6 +311,25 @@ impl Generation {
                 }
                 _ => continue,
             }
+        }
+    }
+
+    /// The first piece of a continuation with the leading whitespace mistral.rs trimmed off
+    /// put back (the sampled token's own text is `logprob.bytes`).
+    fn untrimmed(
+        &mut self,
+        text: String,
+        logprob: Option<&mistralrs::core::ResponseLogprob>,
+    ) -> String {
+        if !self.restore_space || text.is_empty() {
+            return text;
+        }
+        self.restore_space = false;
+        let token = logprob.and_then(|l| l.bytes.as_ref());
+        let token = token.and_then(|b| std::str::from_utf8(b).ok());
+        match token.and_then(|t| t.strip_suffix(text.as_str())) {
+            Some(lead) if !lead.is_empty() && lead.trim().is_empty() => format!("{lead}{text}"),
+            _ => text,
         }
     }
 

@@ -430,6 +430,56 @@ async fn a_disconnected_client_frees_the_engine() {
     );
 }
 
+/// `continue_final_message`: greedy, the continuation of the first part of an answer is the
+/// rest of that answer (what the gateway's mid-stream failover relies on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_answer_is_continued() {
+    let _serial = SERIAL.lock().await;
+    let question = "Name three colours of the rainbow.";
+    let full: Value = post("/v1/chat/completions", chat(question, 16))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let full = full["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Cut before a space (byte-level BPE re-tokenises such a prefix the same way).
+    let cut = full[..full.len() / 2]
+        .rfind(' ')
+        .expect("a space in the answer");
+    let (head, tail) = full.split_at(cut);
+    assert!(!head.is_empty());
+    let body = json!({"model": "smollm2", "temperature": 0, "max_tokens": 16,
+        "stream": true, "stream_options": {"include_usage": true},
+        "continue_final_message": true, "add_generation_prompt": false,
+        "messages": [{"role": "user", "content": question},
+            {"role": "assistant", "content": head}]});
+    let resp = post("/v1/chat/completions", body).await;
+    assert_eq!(resp.status(), 200);
+    let (events, _) = read_sse(resp).await;
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert!(
+        text.starts_with(tail) || tail.starts_with(&text),
+        "continued {head:?} with {text:?}; the whole answer was {full:?}"
+    );
+    assert!(!text.is_empty());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let both = json!({"model": "smollm2", "continue_final_message": true,
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]});
+    let resp = post("/v1/chat/completions", both).await;
+    assert_eq!(resp.status(), 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_openai_errors() {
     let _serial = SERIAL.lock().await;

@@ -78,9 +78,9 @@ async fn chat(State(s): State<Arc<EngineState>>, body: Bytes) -> Result<Response
     let ready = s.ready()?;
     let req: ChatRequest = parse(&body)?;
     check_model(&req.model, &ready.model.name)?;
-    let messages = types::chat_messages(&req.messages)?;
+    let prompt = types::chat_prompt(&req)?;
     let params = req.sampling.validate(ready.model.max_seq_len)?;
-    let gen = Generation::start(ready, Prompt::Chat(messages), &params).await?;
+    let gen = Generation::start(ready, prompt, &params).await?;
     let meta = Meta::new(Shape::Chat, &ready.model.name);
     if req.stream {
         let usage = req.stream_options.is_some_and(|o| o.include_usage);

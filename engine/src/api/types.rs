@@ -46,6 +46,12 @@ pub struct ChatMessage {
 pub struct ChatRequest {
     pub model: Option<String>,
     pub messages: Vec<ChatMessage>,
+    /// vLLM's partial-message continuation: the final (assistant) message is continued
+    /// instead of answered; needs `add_generation_prompt: false`.
+    #[serde(default)]
+    pub continue_final_message: bool,
+    #[serde(default)]
+    pub add_generation_prompt: Option<bool>,
     #[serde(default)]
     pub stream: bool,
     #[serde(default)]
@@ -204,6 +210,33 @@ pub fn chat_messages(messages: &[ChatMessage]) -> Result<Vec<(String, String)>, 
         .collect()
 }
 
+/// The prompt of a chat request: its messages, or (`continue_final_message`) the messages
+/// before the final assistant message and that message's text, to be continued. Refused like
+/// vLLM: both flags set (`add_generation_prompt` defaults to true), or a final message that
+/// is not the assistant's.
+pub fn chat_prompt(req: &ChatRequest) -> Result<crate::generate::Prompt, ApiError> {
+    use crate::generate::Prompt;
+    let mut messages = chat_messages(&req.messages)?;
+    if !req.continue_final_message {
+        return Ok(Prompt::Chat(messages));
+    }
+    if req.add_generation_prompt.unwrap_or(true) {
+        return Err(ApiError::bad(
+            "Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+            Some("continue_final_message"),
+        ));
+    }
+    match messages.pop() {
+        Some((role, partial)) if role == "assistant" && !messages.is_empty() => {
+            Ok(Prompt::Continue { messages, partial })
+        }
+        _ => Err(ApiError::bad(
+            "`continue_final_message` needs a final assistant message after at least one other message",
+            Some("messages"),
+        )),
+    }
+}
+
 /// A completion prompt: a string, or a list holding exactly one string.
 pub fn prompt_text(prompt: &Value) -> Result<String, ApiError> {
     match prompt {
@@ -258,6 +291,34 @@ mod tests {
                 .max_tokens,
             Some(7)
         );
+    }
+
+    #[test]
+    fn continue_final_message_like_vllm() {
+        use crate::generate::Prompt;
+        let req = |extra: Value| -> ChatRequest {
+            let mut v = json!({"messages": [{"role": "user", "content": "q"},
+                {"role": "assistant", "content": "Once upon"}]});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(v).unwrap()
+        };
+        assert!(matches!(chat_prompt(&req(json!({}))), Ok(Prompt::Chat(m)) if m.len() == 2));
+        let ok = json!({"continue_final_message": true, "add_generation_prompt": false});
+        match chat_prompt(&req(ok)) {
+            Ok(Prompt::Continue { messages, partial }) => {
+                assert_eq!(messages, vec![("user".to_string(), "q".to_string())]);
+                assert_eq!(partial, "Once upon");
+            }
+            _ => panic!("a continuation"),
+        }
+        assert!(chat_prompt(&req(json!({"continue_final_message": true}))).is_err());
+        let user_last: ChatRequest = serde_json::from_value(json!({"messages": [
+            {"role": "user", "content": "q"}], "continue_final_message": true,
+            "add_generation_prompt": false}))
+        .unwrap();
+        assert!(chat_prompt(&user_last).is_err());
     }
 
     #[test]
