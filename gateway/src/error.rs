@@ -49,6 +49,10 @@ pub enum GatewayError {
         message: String,
         retry_after: Duration,
     },
+    /// Workers exist but the gateway is saturated (its in-flight limit, its queue): back-pressure,
+    /// 429 with `Retry-After`. `NoWorker` (503) is for no usable worker at all.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("{0}")]
     NoWorker(String),
     #[error("{0}")]
@@ -89,7 +93,7 @@ impl GatewayError {
             GatewayError::Conflict(_) => 409,
             GatewayError::RequestTimeout => 408,
             GatewayError::PayloadTooLarge { .. } => 413,
-            GatewayError::RateLimited { .. } => 429,
+            GatewayError::RateLimited { .. } | GatewayError::Overloaded(_) => 429,
             GatewayError::UpstreamFailed(_) => 502,
             GatewayError::NoWorker(_) => 503,
             GatewayError::UpstreamTimeout(_) => 504,
@@ -111,7 +115,7 @@ impl GatewayError {
             | GatewayError::RequestTimeout => "invalid_request_error",
             GatewayError::Unauthorized(_) => "authentication_error",
             GatewayError::Forbidden(_) => "permission_error",
-            GatewayError::RateLimited { .. } => "rate_limit_error",
+            GatewayError::RateLimited { .. } | GatewayError::Overloaded(_) => "rate_limit_error",
             GatewayError::NoWorker(_)
             | GatewayError::UpstreamFailed(_)
             | GatewayError::UpstreamTimeout(_) => "service_unavailable_error",
@@ -134,6 +138,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::RequestTimeout => "request_timeout",
             GatewayError::RateLimited { .. } => "rate_limit_exceeded",
+            GatewayError::Overloaded(_) => "gateway_overloaded",
             GatewayError::NoWorker(_) => "no_worker_available",
             GatewayError::UpstreamFailed(_) => "upstream_error",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
@@ -169,7 +174,7 @@ impl GatewayError {
             GatewayError::RateLimited { retry_after, .. } => {
                 Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
-            GatewayError::NoWorker(_) => Some(1),
+            GatewayError::NoWorker(_) | GatewayError::Overloaded(_) => Some(1),
             _ => None,
         }
     }
@@ -234,5 +239,13 @@ mod tests {
         assert_eq!(v["error"]["type"], "rate_limit_error");
         assert_eq!(GatewayError::PayloadTooLarge { limit: 1 }.status(), 413);
         assert_eq!(GatewayError::NoWorker("x".into()).status(), 503);
+        let busy = GatewayError::Overloaded("queue full".into());
+        let (status, headers, body) = busy.render(ApiFlavor::OpenAi);
+        assert_eq!(status, 429);
+        assert!(headers.contains(&("retry-after", "1".to_string())));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "gateway_overloaded");
+        let (_, headers, _) = GatewayError::NoWorker("none".into()).render(ApiFlavor::OpenAi);
+        assert!(headers.contains(&("retry-after", "1".to_string())));
     }
 }

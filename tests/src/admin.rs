@@ -60,6 +60,7 @@ struct Patch {
     sleeping: Option<bool>,
     break_after_tokens: Option<Option<u32>>,
     stall_after_tokens: Option<Option<u32>>,
+    retry_after_secs: Option<Option<u64>>,
 }
 
 fn as_bool(key: &str, v: &Value) -> Result<bool, String> {
@@ -125,11 +126,14 @@ impl Patch {
                 "sleeping" => p.sleeping = Some(as_bool(k, v)?),
                 "break_after_tokens" => p.break_after_tokens = Some(as_optional_count(k, v)?),
                 "stall_after_tokens" => p.stall_after_tokens = Some(as_optional_count(k, v)?),
+                "retry_after_secs" if v.is_null() => p.retry_after_secs = Some(None),
+                "retry_after_secs" => p.retry_after_secs = Some(Some(as_u64(k, v)?)),
                 other => {
                     return Err(format!(
                     "Unknown knob `{other}`; known: status, hang, fail_rate, ttft_ms, tpot_ms, \
                      prefill_ms_per_1k_tokens, batch_penalty, speed, output_tokens, \
-                     health_status, sleeping, break_after_tokens, stall_after_tokens."
+                     health_status, sleeping, break_after_tokens, stall_after_tokens, \
+                     retry_after_secs."
                 ))
                 }
             }
@@ -176,6 +180,9 @@ impl Patch {
         }
         if let Some(n) = self.stall_after_tokens {
             c.set_stall_after_tokens(n);
+        }
+        if let Some(s) = self.retry_after_secs {
+            c.set_retry_after_secs(s);
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Knobs {
     /// Streams that start from now on go silent (connection kept open) after this many token
     /// chunks: a stalled worker.
     pub stall_after_tokens: Option<u32>,
+    /// `Retry-After` seconds sent with a forced `status` (vLLM-style overload answers).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Counters and knobs as `GET /sim/stats` reports them.
@@ -85,6 +87,7 @@ pub struct SimStats {
     pub sleeping: bool,
     pub break_after_tokens: Option<u32>,
     pub stall_after_tokens: Option<u32>,
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Shared live state of a simulated worker. All methods take `&self`.
@@ -164,6 +167,7 @@ impl SimControl {
                 sleeping: cfg.sleeping,
                 break_after_tokens: None,
                 stall_after_tokens: None,
+                retry_after_secs: None,
             }),
             rng: Mutex::new(fastrand::Rng::with_seed(cfg.seed)),
             slots: Arc::new(Semaphore::new(max_running as usize)),
@@ -283,6 +287,10 @@ impl SimControl {
     pub fn set_stall_after_tokens(&self, n: Option<u32>) {
         lock(&self.knobs).stall_after_tokens = n;
     }
+    /// `Retry-After` seconds on forced-status answers (`None`: no header).
+    pub fn set_retry_after_secs(&self, secs: Option<u64>) {
+        lock(&self.knobs).retry_after_secs = secs;
+    }
     /// When true, `POST /sim/die` exits the whole process with code 1 (binary mode); when false
     /// (the default, library mode) it only kills this server like [`crate::SimHandle::kill`].
     pub fn set_exit_on_die(&self, exit: bool) {
@@ -395,6 +403,7 @@ impl SimControl {
             sleeping: k.sleeping,
             break_after_tokens: k.break_after_tokens,
             stall_after_tokens: k.stall_after_tokens,
+            retry_after_secs: k.retry_after_secs,
         }
     }
 

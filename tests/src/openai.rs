@@ -41,10 +41,15 @@ async fn accept(
     let knobs = control.knobs();
     if let Some(code) = knobs.status {
         control.record_failure();
-        return Err(error_response(
+        let mut resp = error_response(
             status_or_500(code),
             format!("Simulated status {code} from {}.", control.name()),
-        ));
+        );
+        if let Some(secs) = knobs.retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        return Err(resp);
     }
     if knobs.hang {
         return Err(std::future::pending::<Response>().await);

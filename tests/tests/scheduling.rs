@@ -201,7 +201,7 @@ async fn earliest_deadline_first_and_hopeless_requests_are_refused_early() {
     );
 
     // 50 ms to the first token while the only worker is busy for ~300 ms: refused at once
-    // with 503 and Retry-After rather than answered late.
+    // with 429 and Retry-After rather than answered late.
     let done: Done = Default::default();
     let worker = fleet.gw.state.pool.load().workers[0].clone();
     let busy = send(&fleet, &done, "busy", &[]);
@@ -215,7 +215,7 @@ async fn earliest_deadline_first_and_hopeless_requests_are_refused_early() {
         .await
         .unwrap();
     assert!(resp.headers().contains_key("retry-after"));
-    let e = expect_error(resp, 503).await;
+    let e = expect_error(resp, 429).await;
     assert!(
         e["error"]["message"].as_str().unwrap().contains("50 ms"),
         "{e}"
@@ -300,7 +300,7 @@ async fn queue_bounds_hold() {
     // The queue is full: the next one is refused at once.
     let resp = fleet.chat(&common::chat_body("m", "q3")).await;
     assert!(resp.headers().contains_key("retry-after"));
-    let e = expect_error(resp, 503).await;
+    let e = expect_error(resp, 429).await;
     assert!(
         e["error"]["message"]
             .as_str()
@@ -316,7 +316,7 @@ async fn queue_bounds_hold() {
         let d = done.lock().unwrap();
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(
-            d.iter().all(|(n, s)| n.starts_with('q') && *s == 503),
+            d.iter().all(|(n, s)| n.starts_with('q') && *s == 429),
             "{d:?}"
         );
     }

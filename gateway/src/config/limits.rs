@@ -11,7 +11,7 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     /// Time allowed to read a request body once its headers arrived.
     pub body_read_timeout_ms: u64,
-    /// LLM requests in flight at once; more get 503 with `Retry-After` (0 = no limit).
+    /// LLM requests in flight at once; more get 429 with `Retry-After` (0 = no limit).
     pub max_concurrent_requests: usize,
 }
 

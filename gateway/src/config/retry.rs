@@ -15,6 +15,9 @@ pub struct RetryConfig {
     pub max_backoff_ms: u64,
     /// No retry starts later than this after the request arrived.
     pub total_timeout_ms: u64,
+    /// A worker's `429`/`503` with `Retry-After` takes it out of routing for that long, at
+    /// most this long (0 = ignore `Retry-After`).
+    pub max_retry_after_ms: u64,
 }
 
 impl Default for RetryConfig {
@@ -24,6 +27,7 @@ impl Default for RetryConfig {
             initial_backoff_ms: 25,
             max_backoff_ms: 1_000,
             total_timeout_ms: 30_000,
+            max_retry_after_ms: 60_000,
         }
     }
 }

@@ -45,9 +45,9 @@ pub struct SchedulerConfig {
     /// request's model is at the cap, the request waits in the queue. 0 = no cap (nothing
     /// ever waits).
     pub max_inflight_per_worker: u32,
-    /// Requests waiting at most; one more is refused (503).
+    /// Requests waiting at most; one more is refused (429).
     pub max_queue: usize,
-    /// Longest wait in the queue before a request is refused (503).
+    /// Longest wait in the queue before a request is refused (429).
     pub max_wait_ms: u64,
     /// `priority`: each this long spent waiting raises a request's priority by one.
     pub priority_aging_ms: u64,

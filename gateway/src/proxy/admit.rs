@@ -121,7 +121,7 @@ fn reserve(gw: &Gateway, cfg: &Config) -> Result<ActiveGuard, GatewayError> {
     gw.state
         .begin_request(cfg.limits.max_concurrent_requests)
         .ok_or_else(|| {
-            GatewayError::NoWorker(
+            GatewayError::Overloaded(
                 "too many requests in flight at the gateway; retry shortly".into(),
             )
         })

@@ -73,6 +73,8 @@ pub struct RequestCtx {
     /// The routing policy's estimate of the prompt tokens the last attempt's worker had to
     /// prefill (not cached there), when it made one.
     pub prefill_tokens: Option<u32>,
+    /// The current attempt's worker answered with an overload signal (`retry::observe_overload`).
+    pub overloaded: bool,
     /// How the breaker admitted the current attempt.
     pub admission: Option<Admission>,
     /// Counts this request among the gateway's in-flight LLM requests.
@@ -116,6 +118,7 @@ impl RequestCtx {
             sent_at: None,
             upstream_done: None,
             prefill_tokens: None,
+            overloaded: false,
             admission: None,
             active: None,
             error: None,

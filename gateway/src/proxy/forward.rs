@@ -294,20 +294,27 @@ async fn attempt(
     };
     let (parts, mut upstream_body) = resp.into_parts();
     let status = parts.status.as_u16();
+    if let Some(w) = ctx.worker.clone() {
+        let retry_after = parts.headers.get(http::header::RETRY_AFTER);
+        ctx.overloaded = retry::observe_overload(&ctx.config.retry, &w, status, retry_after);
+    }
+    let verdict_of = |ctx: &RequestCtx| {
+        if ctx.overloaded {
+            Verdict::Overloaded
+        } else {
+            Verdict::of_status(status)
+        }
+    };
     if down.started {
         // A continuation: only a stream can be spliced in.
         if status != 200 {
             let e = GatewayError::UpstreamFailed(format!(
                 "the worker answered {status} to the stream's continuation"
             ));
-            return Err(AttemptError::Broke(
-                e,
-                Verdict::of_status(status),
-                Break::Broken,
-            ));
+            return Err(AttemptError::Broke(e, verdict_of(ctx), Break::Broken));
         }
     } else {
-        start_response(gw, session, ctx, &parts, down).await?;
+        start_response(gw, session, ctx, &parts, down, verdict_of(ctx)).await?;
     }
     if let Some(s) = down.splice.as_mut() {
         s.begin_attempt();
@@ -402,6 +409,7 @@ async fn start_response(
     ctx: &mut RequestCtx,
     parts: &http::response::Parts,
     down: &mut Downstream,
+    verdict: Verdict,
 ) -> Result<(), AttemptError> {
     let status = parts.status.as_u16();
     let content_type = parts
@@ -411,7 +419,7 @@ async fn start_response(
     ctx.observer.on_headers(status, content_type);
     if retry::RETRY_STATUSES.contains(&status) && retry::budget_left(&ctx.config.retry, ctx) {
         let e = GatewayError::UpstreamFailed(format!("the worker answered {status}"));
-        return Err(AttemptError::Retryable(e, Verdict::of_status(status)));
+        return Err(AttemptError::Retryable(e, verdict));
     }
     if status != 200 || !ctx.observer.sse {
         down.splice = None; // only a stream is spliced

@@ -207,6 +207,10 @@ impl ProxyHttp for Gateway {
             .get("content-type")
             .and_then(|v| v.to_str().ok());
         ctx.observer.on_headers(status, content_type);
+        if let Some(w) = ctx.worker.as_ref().filter(|_| ctx.kind == Kind::Llm) {
+            let retry_after = upstream_response.headers.get(http::header::RETRY_AFTER);
+            ctx.overloaded = retry::observe_overload(&ctx.config.retry, w, status, retry_after);
+        }
         if ctx.kind == Kind::Llm
             && retry::RETRY_STATUSES.contains(&status)
             && retry::may_retry(&ctx.config.retry, session, ctx)
@@ -281,6 +285,7 @@ impl ProxyHttp for Gateway {
         let upstream_fault = matches!(e.esource(), ErrorSource::Upstream);
         if upstream_fault {
             let verdict = match e.etype() {
+                ErrorType::HTTPStatus(_) if ctx.overloaded => Verdict::Overloaded,
                 ErrorType::HTTPStatus(s) => Verdict::of_status(*s),
                 _ => Verdict::Failure,
             };

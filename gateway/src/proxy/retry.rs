@@ -9,9 +9,39 @@ use pingora::proxy::Session;
 use super::ctx::{BodyMode, RequestCtx};
 use crate::config::RetryConfig;
 use crate::error::GatewayError;
+use crate::worker::cooldown::parse_retry_after;
+use crate::worker::Worker;
 
 /// Worker statuses that are retried on another worker (before any byte reached the client).
 pub const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
+
+/// A worker's overload signal: `429` or `503` with a `Retry-After` (vLLM's answer when its
+/// queue is full, say). The worker is skipped by routing for that long, at most
+/// `max_retry_after_ms` (see `worker::cooldown`). Returns whether it now cools down — then
+/// the answer is overload, not a failure that counts against its breaker.
+pub fn observe_overload(
+    cfg: &RetryConfig,
+    worker: &Worker,
+    status: u16,
+    retry_after: Option<&http::HeaderValue>,
+) -> bool {
+    if !matches!(status, 429 | 503) || cfg.max_retry_after_ms == 0 {
+        return false;
+    }
+    let Some(v) = retry_after.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(d) = parse_retry_after(v, std::time::SystemTime::now()) else {
+        return false;
+    };
+    let d = d.min(Duration::from_millis(cfg.max_retry_after_ms));
+    if d.is_zero() {
+        return false;
+    }
+    worker.cooldown.start(d);
+    tracing::info!(worker = %worker.id, status, seconds = d.as_secs_f64(), "worker asked for a pause (Retry-After); skipped until then");
+    true
+}
 
 /// Whether the budget allows another attempt (attempts and total time).
 pub fn budget_left(cfg: &RetryConfig, ctx: &RequestCtx) -> bool {
@@ -91,6 +121,7 @@ mod tests {
             max_backoff_ms: 1000,
             total_timeout_ms: 250,
             max_attempts: 5,
+            ..RetryConfig::default()
         };
         let mut ctx = RequestCtx::default();
         assert!(

@@ -108,6 +108,7 @@ pub(crate) async fn dispatch(
     };
     super::trace::on_dispatch(ctx, &decision);
     ctx.admission = Some(admission);
+    ctx.overloaded = false;
     let work = ctx
         .hints
         .prompt

@@ -138,7 +138,7 @@ impl std::fmt::Debug for Scheduler {
 }
 
 fn refusal_error(why: Refusal, cfg: &SchedulerConfig, slo_ms: Option<u64>) -> GatewayError {
-    GatewayError::NoWorker(match why {
+    GatewayError::Overloaded(match why {
         Refusal::Full => format!(
             "every worker for this request is busy and the gateway's queue is full ({} waiting); retry shortly",
             cfg.max_queue

@@ -5,6 +5,7 @@
 
 pub mod atomic_f64;
 pub mod breaker;
+pub mod cooldown;
 pub mod kind;
 pub mod load;
 pub mod pool;
@@ -51,6 +52,8 @@ pub struct Worker {
     pub stats: Stats,
     pub health: Health,
     pub breaker: CircuitBreaker,
+    /// The worker's own `Retry-After`: skipped by routing until it runs out.
+    pub cooldown: cooldown::Cooldown,
     meta: ArcSwap<WorkerMeta>,
     /// Requests this worker answered with a 2xx/4xx vs connect errors, resets and 5xx.
     served: AtomicU64,
@@ -82,6 +85,7 @@ impl Worker {
             stats: Stats::default(),
             health: Health::default(),
             breaker: CircuitBreaker::default(),
+            cooldown: cooldown::Cooldown::default(),
             meta: ArcSwap::from_pointee(meta),
             served: AtomicU64::new(0),
             selections: Default::default(),

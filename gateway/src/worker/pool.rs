@@ -41,6 +41,7 @@ impl Pool {
                 !excluded.contains(&w.uid)
                     && model.is_none_or(|m| w.serves(m))
                     && w.is_eligible(breaker)
+                    && !w.cooldown.active()
             })
             .map(|(i, _)| i)
             .collect()
