@@ -110,6 +110,7 @@ pub struct SimControl {
     pub(crate) waiting: AtomicU64,
     prompt_tokens_total: AtomicU64,
     generation_tokens_total: AtomicU64,
+    stream_events_total: AtomicU64,
     cache: PrefixCache,
     prefix_queries_total: AtomicU64,
     prefix_hits_total: AtomicU64,
@@ -179,6 +180,7 @@ impl SimControl {
             waiting: AtomicU64::new(0),
             prompt_tokens_total: AtomicU64::new(0),
             generation_tokens_total: AtomicU64::new(0),
+            stream_events_total: AtomicU64::new(0),
             cache: PrefixCache::new(cfg.cache_blocks),
             prefix_queries_total: AtomicU64::new(0),
             prefix_hits_total: AtomicU64::new(0),
@@ -337,6 +339,14 @@ impl SimControl {
     /// Generated tokens of all successful requests.
     pub fn generation_tokens_total(&self) -> u64 {
         self.generation_tokens_total.load(Ordering::Relaxed)
+    }
+    /// SSE events handed to the HTTP server by streams so far (a stream the reader does not
+    /// drain stops producing: this stops growing).
+    pub fn stream_events_total(&self) -> u64 {
+        self.stream_events_total.load(Ordering::Relaxed)
+    }
+    pub(crate) fn record_stream_event(&self) {
+        self.stream_events_total.fetch_add(1, Ordering::Relaxed);
     }
     /// Prompt tokens looked up in the prefix cache.
     pub fn prefix_cache_queries_total(&self) -> u64 {

@@ -61,10 +61,11 @@ impl SseState {
     /// Produces the next event, waiting as long as the simulated engine would; an error
     /// breaks the connection off.
     async fn next_event(&mut self) -> Option<std::io::Result<Bytes>> {
-        self.next_payload()
-            .await
-            .map(Ok)
-            .or_else(|| self.broken.take().map(Err))
+        let event = self.next_payload().await;
+        if event.is_some() {
+            self.control.record_stream_event();
+        }
+        event.map(Ok).or_else(|| self.broken.take().map(Err))
     }
 
     async fn next_payload(&mut self) -> Option<Bytes> {
