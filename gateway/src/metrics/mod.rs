@@ -15,7 +15,7 @@ pub mod queue;
 pub mod request;
 
 use parking_lot::Mutex;
-use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub use request::{Buckets, RequestMetrics, RequestRecord, RouteLabel, TrafficTotals};
 
@@ -35,6 +35,9 @@ pub struct Metrics {
     /// by why (broken, stalled, worker_error) and what followed (resumed on another worker,
     /// completed here, failed: ended with an error event).
     pub stream_failovers: IntCounterVec,
+    /// `llm_gateway_runtime_tasks`: tasks alive on the proxy's tokio runtime (the one that
+    /// answers the scrape), set at each scrape; a leak shows as growth (`scripts/soak.sh`).
+    runtime_tasks: IntGauge,
     /// Serialises scrapes: the fleet families are reset and refilled for each one.
     scrape: Mutex<()>,
 }
@@ -91,7 +94,16 @@ impl Metrics {
         registry
             .register(Box::new(stream_failovers.clone()))
             .expect("failover metric family");
+        let runtime_tasks = IntGauge::new(
+            "llm_gateway_runtime_tasks",
+            "Tasks alive on the proxy's tokio runtime (the one answering this scrape)",
+        )
+        .expect("valid metric options");
+        registry
+            .register(Box::new(runtime_tasks.clone()))
+            .expect("runtime metric family");
         Self {
+            runtime_tasks,
             stream_failovers,
             tls_reloads,
             trace_spans,
@@ -118,6 +130,10 @@ impl Metrics {
         let _one_at_a_time = self.scrape.lock();
         self.fleet.refresh(state);
         self.queue.refresh(&state.scheduler);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(i64::try_from(rt.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "encoding metrics failed");
