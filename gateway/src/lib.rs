@@ -62,6 +62,8 @@ mod control;
 mod dashboard;
 mod edge;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod housekeeping;
 mod http_client;
 mod limits;

@@ -147,6 +147,15 @@ impl ResponseTranslator for JsonTranslator {
             }
         }
     }
+
+    /// Nothing was sent yet but the status: the body says what happened.
+    fn abort(&mut self, message: &str) -> Bytes {
+        self.body = Vec::new();
+        to_bytes(&error_body(
+            "api_error",
+            &format!("the worker broke off: {message}"),
+        ))
+    }
 }
 
 /// Anthropic's `error.type` for a worker's status (table in [`super`]).
@@ -228,6 +237,11 @@ impl ResponseTranslator for ErrorTranslator {
             error_type(self.status),
             &error_message(&self.body, self.status),
         ))
+    }
+
+    /// The worker's error body broke off: the error is still the worker's status.
+    fn abort(&mut self, _message: &str) -> Bytes {
+        self.finish()
     }
 }
 

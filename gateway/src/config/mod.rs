@@ -173,10 +173,12 @@ impl Config {
                     format!("line {line}")
                 })
             });
-            ConfigError::new(
-                field.unwrap_or_else(|| "toml".into()),
-                e.message().trim().to_string(),
-            )
+            let message = match e.message().trim() {
+                // Some syntax errors (e.g. a stray character in a comment) carry no message.
+                "" => "is not valid TOML here".to_string(),
+                m => m.to_string(),
+            };
+            ConfigError::new(field.unwrap_or_else(|| "toml".into()), message)
         })
     }
 

@@ -30,19 +30,36 @@ impl Gauges {
     }
 }
 
+/// Sums stay finite whatever a worker reports (a lying page cannot make a load infinite).
 fn add(slot: &mut Option<f64>, v: f64) {
-    *slot = Some(slot.unwrap_or(0.0) + v);
+    *slot = Some((slot.unwrap_or(0.0) + v).clamp(f64::MIN, f64::MAX));
 }
 
 fn max(slot: &mut Option<f64>, v: f64) {
     *slot = Some(slot.map_or(v, |o| o.max(v)));
 }
 
+/// The offset of the `}` that closes the label set starting at `text[0] == '{'`: braces
+/// inside quoted label values (`path="/a}b"`, with `\"` escapes) do not count.
+fn labels_end(text: &str) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Split `name{labels} value [timestamp]` into (name, labels, value).
 fn split_sample(line: &str) -> Option<(&str, &str, f64)> {
     let (head, rest) = match line.find('{') {
         Some(i) => {
-            let close = line[i..].find('}')? + i;
+            let close = labels_end(&line[i..])? + i;
             (&line[..i], (&line[i + 1..close], &line[close + 1..]))
         }
         None => {

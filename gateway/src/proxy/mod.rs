@@ -30,12 +30,12 @@ mod ctx;
 mod decide;
 mod forward;
 mod local;
-mod observe;
-mod request;
+pub(crate) mod observe;
+pub(crate) mod request;
 mod respond;
 mod resume;
 mod retry;
-mod route;
+pub(crate) mod route;
 mod select;
 mod trace;
 

@@ -89,19 +89,32 @@ impl ResponseObserver {
             self.first_byte = Some(Instant::now());
         }
         self.bytes += chunk.len() as u64;
-        if self.sse {
-            self.sse_events += DATA.find_iter(chunk).count() as u64;
-        }
-        // The seam between the previous chunk and this one.
-        if !self.tail.is_empty() {
-            let mut seam = std::mem::take(&mut self.tail);
+        let mut count = self.sse.then(|| DATA.find_iter(chunk).count() as u64);
+        // The seam between the bytes seen before (the last `TAIL` of them) and this chunk.
+        let mut seam = std::mem::take(&mut self.tail);
+        let before = seam.len();
+        if before > 0 {
             seam.extend_from_slice(&chunk[..chunk.len().min(TAIL)]);
             self.scan(&seam);
+            if let Some(n) = count.as_mut() {
+                // Only the `data:` that straddle the seam: the others are counted on their side.
+                let needle = DATA.needle().len();
+                *n += DATA
+                    .find_iter(&seam)
+                    .filter(|&at| at < before && at + needle > before)
+                    .count() as u64;
+            }
         }
+        self.sse_events += count.unwrap_or(0);
         self.scan(chunk);
-        self.tail.clear();
-        self.tail
-            .extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL)..]);
+        // Keep the last `TAIL` bytes seen, across chunks shorter than that too.
+        if chunk.len() >= TAIL || before == 0 {
+            seam.clear();
+            seam.extend_from_slice(&chunk[chunk.len().saturating_sub(TAIL)..]);
+        } else {
+            seam.drain(..seam.len().saturating_sub(TAIL));
+        }
+        self.tail = seam;
     }
 
     fn scan(&mut self, hay: &[u8]) {

@@ -39,7 +39,11 @@ pub fn patched(current: &Config, patch: &Value) -> Result<Config, ConfigError> {
             .map(|(_, long)| *long)
             .unwrap_or(key);
         if path.split('.').any(str::is_empty) {
-            return Err(ConfigError::new(key, "is not a valid key"));
+            let field = if key.is_empty() { "body" } else { key };
+            return Err(ConfigError::new(
+                field,
+                format!("`{key}` is not a valid key"),
+            ));
         }
         // "a.b" = v becomes {"a":{"b":v}}.
         let mut nested = value.clone();
@@ -51,6 +55,7 @@ pub fn patched(current: &Config, patch: &Value) -> Result<Config, ConfigError> {
         merge(&mut merged, nested);
     }
     reject_redacted(&merged)?;
+    reject_huge_integers(&merged, &mut String::new())?;
     let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
         let field = e.path().to_string();
         ConfigError::new(
@@ -76,6 +81,35 @@ fn merge(into: &mut Value, patch: Value) {
         }
         (slot, v) => *slot = v,
     }
+}
+
+/// The config file is the fleet's source of truth, so a patch may only set what TOML can
+/// hold: integers up to `i64::MAX`. The error names the first field over it.
+fn reject_huge_integers(v: &Value, path: &mut String) -> Result<(), ConfigError> {
+    let len = path.len();
+    let result = match v {
+        Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_some() => Err(ConfigError::new(
+            path.clone(),
+            format!("{n} is too large (at most {})", i64::MAX),
+        )),
+        Value::Object(m) => m.iter().try_for_each(|(k, child)| {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(k);
+            let r = reject_huge_integers(child, path);
+            path.truncate(len);
+            r
+        }),
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(i, child)| {
+            path.push_str(&format!("[{i}]"));
+            let r = reject_huge_integers(child, path);
+            path.truncate(len);
+            r
+        }),
+        _ => Ok(()),
+    };
+    result
 }
 
 /// A client that sends back what `GET /api/config` showed must not set keys to the mask.
