@@ -100,6 +100,12 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The keys of a whole config: `[auth]` and the keys of `[[quotas]]`.
+pub fn for_config(config: &crate::config::Config) -> Auth {
+    Auth::new(&config.auth, &config.server)
+        .with_keys(config.quotas.iter().map(|q| q.api_key.as_str()))
+}
+
 impl Auth {
     /// Keys from `cfg`; `server` decides whether writes without an admin key are allowed.
     pub fn new(cfg: &AuthConfig, server: &ServerConfig) -> Self {
@@ -111,6 +117,12 @@ impl Auth {
                 && !cfg.allow_insecure_admin,
             admin_key,
         }
+    }
+
+    /// Also accept these keys (the keys of `[[quotas]]`).
+    pub fn with_keys<'a>(mut self, extra: impl IntoIterator<Item = &'a str>) -> Self {
+        self.api_keys.extend(extra.into_iter().map(digest));
+        self
     }
 
     /// Whether LLM endpoints require a key.

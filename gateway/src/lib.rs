@@ -8,7 +8,8 @@
 //!   then `proxy/decide.rs` (answered here, sent to the admin service, or admitted) and the
 //!   admission pipeline (`proxy/admit.rs`), whose stages run in this order:
 //!   open → authorize (`auth`) → reserve → read body → translate (`anthropic`) → parse →
-//!   queue class → limits (`limits`) → model → rewrite (`session`); any refusal is answered in
+//!   queue class → limits (`limits`, `shared`) → quota (`quota`) → model → rewrite (`session`);
+//!   any refusal is answered in
 //!   one place. Then `proxy/select.rs` (the gateway's queue `sched`, then the worker pick),
 //!   `proxy/forward.rs` (the gateway's own forwarding path) and `proxy/account.rs` (ending an
 //!   attempt: stats, breaker, metrics).
@@ -27,7 +28,8 @@
 //! - [`server`]: assembling and running the Pingora server ([`server::spawn`] for tests);
 //!   `tls`: HTTPS on the listener (certificate files, live rotation); `otel`: OpenTelemetry
 //!   traces (one span per LLM request, OTLP export off the request path); `auth`: API and admin
-//!   keys, and which management writes an exposed listener refuses;
+//!   keys, and which management writes an exposed listener refuses; `shared`: state several
+//!   replicas share through Redis (`[redis]`: the replica heartbeat, the shared buckets);
 //!   [`cli`]: the `sagellm` command line; [`bench`]: `sagellm bench`.
 //!
 //! ## Where the state lives
@@ -71,11 +73,13 @@ mod metrics;
 mod otel;
 mod probe;
 mod proxy;
+mod quota;
 mod reload;
 mod routing;
 mod sched;
 pub mod server;
 mod session;
+mod shared;
 mod sse;
 mod state;
 mod tls;

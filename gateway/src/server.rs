@@ -114,6 +114,12 @@ pub fn build(
         },
     ));
     server.add_service(background_service(
+        "shared-heartbeat",
+        crate::shared::heartbeat::Heartbeat {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "housekeeping",
         Housekeeping {
             state: state.clone(),

@@ -26,8 +26,12 @@ pub struct AppState {
     pub policy: ArcSwap<Box<dyn Policy>>,
     /// Token buckets built from `config.rate_limit` (rebuilt when it changes).
     pub limits: ArcSwap<RateLimits>,
-    /// API and admin keys built from `config.auth`.
+    /// State shared with other replicas through Redis (`[redis]`), or local.
+    pub shared: crate::shared::Shared,
+    /// API and admin keys built from `config.auth` (and the keys of `config.quotas`).
     pub auth: ArcSwap<Auth>,
+    /// Per-key quotas built from `config.quotas` (their counters outlive rebuilds).
+    pub quotas: ArcSwap<crate::quota::Quotas>,
     pub started: Instant,
     /// Number of routable workers, published after every health check.
     routable: watch::Sender<usize>,
@@ -94,11 +98,14 @@ impl AppState {
                 tracing::error!(error = %e, "no traces");
                 None
             });
+        let shared = crate::shared::Shared::new(&config.redis);
         Arc::new(Self {
             pool: PoolHandle::new(specs),
             policy: ArcSwap::from_pointee(policy),
-            limits: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
-            auth: ArcSwap::from_pointee(Auth::new(&config.auth, &config.server)),
+            limits: ArcSwap::from_pointee(shared.local_limits(&config.rate_limit)),
+            shared,
+            auth: ArcSwap::from_pointee(crate::auth::for_config(&config)),
+            quotas: ArcSwap::from_pointee(crate::quota::Quotas::new(&config.quotas)),
             config: ArcSwap::from_pointee(config),
             started: Instant::now(),
             routable: watch::channel(0).0,

@@ -4,7 +4,8 @@
 //!
 //! Writes need `auth.admin_key` when it is set (`Authorization: Bearer <key>` or
 //! `x-admin-key`); without one they are refused with 403 on a listener other hosts can reach
-//! (see [`crate::auth::AdminCheck`]). Reads are open; secrets in them are masked. The session endpoints are served here too, but checked
+//! (see [`crate::auth::AdminCheck`]). Reads are open; secrets in them are masked. A write
+//! changes the replica that received it; its answer names that replica (`x-sagellm-replica`). The session endpoints are served here too, but checked
 //! against the API keys like the LLM endpoints (see [`crate::session::api`]).
 
 mod breakers;
@@ -41,12 +42,27 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
             return reply::error(&refusal);
         }
     }
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    if write {
+        // A write changes this replica only (the config file is the fleet's): say which.
+        if let Ok(id) = axum::http::HeaderValue::from_str(&state.shared.replica_id) {
+            resp.headers_mut().insert(REPLICA_HEADER, id);
+        }
+    }
+    resp
 }
+
+/// Names the replica that applied a management write.
+pub const REPLICA_HEADER: &str = "x-sagellm-replica";
 
 /// `GET /api/status`.
 async fn status(State(state): State<Arc<AppState>>) -> Json<StatusInfo> {
     Json(fleet::status(&state))
+}
+
+/// `GET /api/usage`: per-key usage and quotas (fleet-wide with Redis).
+async fn usage(State(state): State<Arc<AppState>>) -> Json<crate::quota::UsageView> {
+    Json(crate::quota::usage(&state).await)
 }
 
 /// `GET /api/routing/stats`.
@@ -62,6 +78,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/workers/{id}/drain", post(workers::drain))
         .route("/api/workers/{id}/undrain", post(workers::undrain))
         .route("/api/routing/stats", get(routing_stats))
+        .route("/api/usage", get(usage))
         .route("/api/circuit-breaker/stats", get(breakers::stats))
         .route("/api/circuit-breaker/{id}/reset", post(breakers::reset))
         .route("/api/config", get(config::get).put(config::put))

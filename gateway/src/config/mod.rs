@@ -20,6 +20,8 @@
 //! | `[scheduler]` | [`scheduler`] |
 //! | `[control]` | [`control`] |
 //! | `[telemetry]` | [`telemetry`] |
+//! | `[redis]` | [`redis`] |
+//! | `[[quotas]]` | [`quotas`] |
 //!
 //! Sources, lowest to highest precedence: built-in defaults < TOML file (`--config` /
 //! `LLM_CONFIG`, else `conf/gateway.toml` when present) < environment (`LLM_*`) < command-line
@@ -32,7 +34,9 @@ mod failover;
 mod health;
 mod limits;
 mod otel_env;
+mod quotas;
 mod rate_limit;
+mod redis;
 mod retry;
 mod routing;
 mod scheduler;
@@ -52,7 +56,9 @@ pub use control::ControlConfig;
 pub use failover::FailoverConfig;
 pub use health::HealthConfig;
 pub use limits::LimitsConfig;
+pub use quotas::KeyQuota;
 pub use rate_limit::RateLimitConfig;
+pub use redis::{RedisConfig, RedisFailure};
 pub use retry::RetryConfig;
 pub use routing::{
     AdaptiveConfig, CacheAwareConfig, ConsistentHashConfig, P2cConfig, RoutingConfig,
@@ -92,6 +98,9 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub control: ControlConfig,
     pub telemetry: TelemetryConfig,
+    pub redis: RedisConfig,
+    /// Per-API-key quotas (each key is also a valid API key).
+    pub quotas: Vec<KeyQuota>,
 }
 
 /// A configuration that failed validation; the message names the field.
@@ -199,7 +208,9 @@ impl Config {
         self.sessions.validate()?;
         self.scheduler.validate()?;
         self.control.validate()?;
-        self.telemetry.validate()
+        self.telemetry.validate()?;
+        self.redis.validate()?;
+        quotas::validate_quotas(&self.quotas)
     }
 
     /// The worker list as parsed specs (validated URLs and weights).

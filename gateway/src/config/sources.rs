@@ -30,6 +30,8 @@ pub struct Overrides {
     pub model_dirs: Option<String>,
     /// `upstream.ca_file`.
     pub upstream_ca_file: Option<String>,
+    /// `redis.url` (`LLM_REDIS_URL`).
+    pub redis_url: Option<String>,
     /// `[telemetry]` from the standard `OTEL_*` variables.
     pub otel: super::otel_env::OtelEnv,
 }
@@ -49,7 +51,7 @@ impl Overrides {
     /// Read `LLM_HOST`, `LLM_PORT`, `LLM_WORKER_URLS`, `LLM_ROUTING_STRATEGY`, `LLM_THREADS`,
     /// `LLM_RATE_LIMIT_ENABLED`, `LLM_CIRCUIT_BREAKER_ENABLED`, `LLM_API_KEYS`, `LLM_ADMIN_KEY`,
     /// `LLM_ALLOW_INSECURE_ADMIN`, `LLM_TLS_CERT_FILE`, `LLM_TLS_KEY_FILE`, `LLM_MODEL_DIRS`,
-    /// `LLM_UPSTREAM_CA_FILE` and the `OTEL_*` variables of [`super::otel_env`]
+    /// `LLM_UPSTREAM_CA_FILE`, `LLM_REDIS_URL` and the `OTEL_*` variables of [`super::otel_env`]
     /// through `get` (tests pass a map; `main` passes `std::env::var`).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let port = match get("LLM_PORT") {
@@ -76,6 +78,7 @@ impl Overrides {
             tls_key_file: get("LLM_TLS_KEY_FILE").filter(|v| !v.trim().is_empty()),
             model_dirs: get("LLM_MODEL_DIRS").filter(|v| !v.trim().is_empty()),
             upstream_ca_file: get("LLM_UPSTREAM_CA_FILE").filter(|v| !v.trim().is_empty()),
+            redis_url: get("LLM_REDIS_URL").filter(|v| !v.trim().is_empty()),
             host: get("LLM_HOST").filter(|v| !v.trim().is_empty()),
             port,
             worker_urls: get("LLM_WORKER_URLS").filter(|v| !v.trim().is_empty()),
@@ -124,6 +127,9 @@ impl Overrides {
         }
         if let Some(f) = &self.upstream_ca_file {
             config.upstream.ca_file = Some(f.trim().to_string());
+        }
+        if let Some(url) = &self.redis_url {
+            config.redis.url = Some(url.trim().to_string());
         }
         self.otel.apply(&mut config.telemetry);
         if let Some(on) = self.allow_insecure_admin {
@@ -268,6 +274,7 @@ mod tests {
             ("LLM_TLS_KEY_FILE", "/etc/gw/key.pem"),
             ("LLM_MODEL_DIRS", "/srv/models, models"),
             ("LLM_UPSTREAM_CA_FILE", "/etc/gw/workers-ca.pem"),
+            ("LLM_REDIS_URL", " redis://10.0.0.5:6379/1 "),
         ]
         .into();
         let env = Overrides::from_env(|k| env_map.get(k).map(|v| v.to_string())).unwrap();
@@ -278,6 +285,8 @@ mod tests {
         assert_eq!(c.auth.admin_key.as_deref(), Some("admin-secret"));
         assert!(c.auth.allow_insecure_admin);
         assert_eq!(c.control.model_dirs, vec!["/srv/models", "models"]);
+        assert_eq!(c.redis.url.as_deref(), Some("redis://10.0.0.5:6379/1"));
+        c.redis.validate().unwrap();
         assert_eq!(
             c.upstream.ca_file.as_deref(),
             Some("/etc/gw/workers-ca.pem")

@@ -8,11 +8,14 @@
 //!   breaker state and counters. A removed worker is simply absent from the next scrape.
 //!
 //! Labels are bounded: route (a fixed set), status class, worker URL (from the config or
-//! the management API), strategy tag, rate-limit scope. Never a user string.
+//! the management API), strategy tag, rate-limit scope, a quota's configured key name. Never a
+//! user string.
 
 pub mod fleet;
 pub mod queue;
+pub mod quota;
 pub mod request;
+pub mod shared;
 
 use parking_lot::Mutex;
 use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
@@ -27,6 +30,8 @@ pub struct Metrics {
     pub requests: RequestMetrics,
     fleet: fleet::FleetMetrics,
     pub queue: queue::QueueMetrics,
+    shared: shared::SharedMetrics,
+    quota: quota::QuotaMetrics,
     /// `llm_gateway_tls_certificate_reloads_total{result="ok"|"error"}` (see `tls::Rotation`).
     pub tls_reloads: IntCounterVec,
     /// `llm_gateway_trace_spans_total{result="exported"|"failed"|"dropped"}` (see `otel`).
@@ -61,6 +66,8 @@ impl Metrics {
         let requests = RequestMetrics::register(&registry).expect("request metric families");
         let fleet = fleet::FleetMetrics::register(&registry).expect("fleet metric families");
         let queue = queue::QueueMetrics::register(&registry).expect("queue metric families");
+        let shared = shared::SharedMetrics::register(&registry).expect("shared metric families");
+        let quota = quota::QuotaMetrics::register(&registry).expect("quota metric families");
         let tls_reloads = IntCounterVec::new(
             Opts::new(
                 "llm_gateway_tls_certificate_reloads_total",
@@ -111,6 +118,8 @@ impl Metrics {
             requests,
             fleet,
             queue,
+            shared,
+            quota,
             scrape: Mutex::new(()),
         }
     }
@@ -130,6 +139,8 @@ impl Metrics {
         let _one_at_a_time = self.scrape.lock();
         self.fleet.refresh(state);
         self.queue.refresh(&state.scheduler);
+        self.shared.refresh(&state.shared);
+        self.quota.refresh(&state.quotas.load());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             self.runtime_tasks
                 .set(i64::try_from(rt.metrics().num_alive_tasks()).unwrap_or(i64::MAX));

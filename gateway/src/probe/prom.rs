@@ -168,4 +168,13 @@ vllm:time_to_first_token_seconds_bucket{le="+Inf",model_name="llama"} 12
         assert_eq!(g, Gauges::default());
         assert!(!g.has_load());
     }
+
+    /// Found by fuzzing: a `}` inside a quoted label value ended the label set early.
+    #[test]
+    fn braces_inside_label_values() {
+        let g = parse("vllm:num_requests_running{model_name=\"a}b\",engine=\"0\"} 3\n");
+        assert_eq!(g.running, Some(3.0));
+        let g = parse("vllm:num_requests_running 1e308\nvllm:num_requests_running 1e308\n");
+        assert!(g.running.is_some_and(f64::is_finite), "{:?}", g.running);
+    }
 }

@@ -10,7 +10,8 @@
 //! translate   `/v1/messages` → an OpenAI chat-completions body (`anthropic`)
 //! parse       routing fields and validation of the (translated) body (`request`)
 //! queue class priority and TTFT objective for the gateway's queue
-//! limits      per-user and global token buckets
+//! limits      per-user and global token buckets (in Redis when replicas share them)
+//! quota       the API key's quota: allowed models, requests/tokens per minute, in flight
 //! model       some worker serves the requested model (else 404)
 //! rewrite     a session's history prepended (`session::chat`), or the translation's body
 //! ```
@@ -35,6 +36,7 @@ use crate::edge::Translation;
 use crate::error::GatewayError;
 use crate::limits::Scope;
 use crate::routing::rng::hash_bytes;
+use crate::shared::Verdict;
 use crate::state::ActiveGuard;
 
 /// Request headers read on every LLM request, as ready names (no parsing per lookup).
@@ -68,7 +70,8 @@ pub(super) async fn admit(
     ctx.hints.affinity = ctx.info.affinity;
     ctx.hints.prompt = ctx.info.prompt.clone();
     (ctx.priority, ctx.slo_ms) = queue_class(req, &ctx.info, &ctx.config)?;
-    limit(gw, user_key(session, &ctx.info))?;
+    limit(gw, &ctx.config, user_key(session, &ctx.info)).await?;
+    ctx.quota = quota(gw, session.req_header(), &ctx.info).await?;
     known_model(gw, &ctx.info)?;
     let rewritten = rewrite(gw, session.req_header(), ctx, endpoint, translated, &bytes)?;
     ctx.kind = Kind::Llm;
@@ -229,26 +232,49 @@ fn user_key(session: &Session, info: &RequestInfo) -> u64 {
     }
 }
 
-/// The per-user and global token buckets (a refusal consumes nothing).
-fn limit(gw: &Gateway, user: u64) -> Result<(), GatewayError> {
-    let limits = gw.state.limits.load();
-    let verdict = limits.check(user);
-    if limits.enabled() {
-        gw.state
-            .metrics
-            .requests
-            .limiter(verdict.as_ref().err().map(|(scope, _)| *scope));
+/// The per-user and global token buckets (a refusal consumes nothing): this process's, or
+/// those every replica shares in Redis (`shared`).
+async fn limit(gw: &Gateway, cfg: &Config, user: u64) -> Result<(), GatewayError> {
+    let limits = gw.state.limits.load_full();
+    let verdict = gw.state.shared.check(&cfg.rate_limit, &limits, user).await;
+    if cfg.rate_limit.enabled {
+        let scope = match &verdict {
+            Verdict::Limited(scope, _) => Some(*scope),
+            _ => None,
+        };
+        gw.state.metrics.requests.limiter(scope);
     }
-    verdict.map_err(|(scope, wait)| GatewayError::RateLimited {
-        message: match scope {
-            Scope::User => "rate limit exceeded for this user; retry after the indicated time",
-            Scope::Global => {
-                "the gateway's request rate limit is exceeded; retry after the indicated time"
+    match verdict {
+        Verdict::Admit => Ok(()),
+        Verdict::Limited(scope, wait) => Err(GatewayError::RateLimited {
+            message: match scope {
+                Scope::User => "rate limit exceeded for this user; retry after the indicated time",
+                Scope::Global => {
+                    "the gateway's request rate limit is exceeded; retry after the indicated time"
+                }
             }
-        }
-        .into(),
-        retry_after: wait,
-    })
+            .into(),
+            retry_after: wait,
+        }),
+        Verdict::Unavailable(_) => Err(GatewayError::NoWorker(
+            "the shared rate limits are unavailable (Redis is not answering); retry shortly".into(),
+        )),
+    }
+}
+
+/// The per-key quota of the presented API key, if it has one (`quota`).
+async fn quota(
+    gw: &Gateway,
+    req: &RequestHeader,
+    info: &RequestInfo,
+) -> Result<Option<crate::quota::Ticket>, GatewayError> {
+    let quotas = gw.state.quotas.load_full();
+    let Some(entry) = quotas.find(auth::api_key(&req.headers)) else {
+        return Ok(None);
+    };
+    crate::quota::admit(&gw.state, entry, info.model.as_deref(), info.prompt_bytes)
+        .await
+        .map(Some)
 }
 
 /// A model nobody in the fleet serves is a 404 now, not a 503 after queueing.

@@ -90,6 +90,8 @@ pub struct RequestCtx {
     pub slo_ms: Option<u64>,
     /// The request's OpenTelemetry span, when tracing is on and it is sampled.
     pub span: Option<crate::otel::RequestSpan>,
+    /// The key's quota ticket, settled in `logging` with the response's usage.
+    pub quota: Option<crate::quota::Ticket>,
 }
 
 impl Default for RequestCtx {
@@ -127,6 +129,7 @@ impl RequestCtx {
             priority: 0,
             slo_ms: None,
             span: None,
+            quota: None,
         }
     }
 

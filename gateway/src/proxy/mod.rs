@@ -355,10 +355,13 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        self.state
-            .metrics
-            .requests
-            .record(&account::record(ctx, status));
+        let record = account::record(ctx, status);
+        if let Some(ticket) = ctx.quota.take() {
+            let ok = (200..300).contains(&status);
+            let (p, c) = (record.prompt_tokens, record.completion_tokens);
+            crate::quota::settle(&self.state, ticket, ok, p, c);
+        }
+        self.state.metrics.requests.record(&record);
         if ctx.span.is_some() {
             let error = ctx.error.as_ref().map(|e| e.to_string());
             let error = error.or_else(|| e.map(|e| e.to_string()));

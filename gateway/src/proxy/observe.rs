@@ -208,4 +208,23 @@ data: [DONE]
         o.on_chunk(b"data: [DONE]\n\n");
         assert_eq!(o.output_tokens(), Some(4));
     }
+
+    /// Found by fuzzing: with chunks shorter than the carried tail, usage was lost and a
+    /// `data:` split across chunks was counted twice.
+    #[test]
+    fn one_byte_chunks_find_usage_and_count_events_once() {
+        let body = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9}}\n\n\
+data: [DONE]\n\n";
+        let mut o = ResponseObserver::default();
+        o.on_headers(200, Some("text/event-stream"));
+        for b in body.chunks(1) {
+            o.on_chunk(b);
+        }
+        assert_eq!((o.prompt_tokens, o.completion_tokens), (Some(3), Some(9)));
+        let mut whole = ResponseObserver::default();
+        whole.on_headers(200, Some("text/event-stream"));
+        whole.on_chunk(body);
+        assert_eq!(o.sse_events, whole.sse_events);
+    }
 }

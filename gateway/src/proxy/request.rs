@@ -34,6 +34,9 @@ pub struct RequestInfo {
     pub priority: Option<i64>,
     /// The prompt's chunk hashes for the cache-aware policies (only when they are in use).
     pub prompt: Option<Arc<Prompt>>,
+    /// Size of the prompt as sent (`messages`, `prompt` or `input`, raw JSON): the tokens
+    /// estimate of the per-key quotas.
+    pub prompt_bytes: u64,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +163,7 @@ pub fn parse(
         session_id: nonempty(probe.session_id.as_deref()).map(str::to_string),
         priority: probe.priority,
         prompt: prompt_chunks,
+        prompt_bytes: prompt.map_or(0, |r| r.get().len() as u64),
         affinity: affinity(
             probe.session_id.as_deref(),
             probe.user.as_deref(),

@@ -75,7 +75,10 @@ pub(crate) struct Targets<'a> {
     pub config: &'a ArcSwap<Config>,
     pub policy: &'a ArcSwap<Box<dyn Policy>>,
     pub limits: &'a ArcSwap<RateLimits>,
+    /// Local buckets are this replica's share when replicas share limits through Redis.
+    pub shared: &'a crate::shared::Shared,
     pub auth: &'a ArcSwap<Auth>,
+    pub quotas: &'a ArcSwap<crate::quota::Quotas>,
     pub pool: &'a PoolHandle,
     /// Launched engines stay in the pool when the configured worker list changes.
     pub engines: &'a Engines,
@@ -87,7 +90,9 @@ impl<'a> Targets<'a> {
             config: &state.config,
             policy: &state.policy,
             limits: &state.limits,
+            shared: &state.shared,
             auth: &state.auth,
+            quotas: &state.quotas,
             pool: &state.pool,
             engines: &state.engines,
         }
@@ -184,6 +189,11 @@ pub(crate) fn swap_in(live: &Targets<'_>, mut new: Config) -> Result<Applied, Co
         restart.push("upstream.ca_file".to_string());
         new.upstream.ca_file = old.upstream.ca_file.clone();
     }
+    if new.redis != old.redis {
+        // The connection and the replica's id are made once, at start-up.
+        restart.push("redis".to_string());
+        new.redis = old.redis.clone();
+    }
     if new.telemetry != old.telemetry {
         // The exporter is built once, at start-up.
         restart.push("telemetry".to_string());
@@ -196,12 +206,17 @@ pub(crate) fn swap_in(live: &Targets<'_>, mut new: Config) -> Result<Applied, Co
     }
     if new.rate_limit != old.rate_limit {
         live.limits
-            .store(Arc::new(RateLimits::new(&new.rate_limit)));
+            .store(Arc::new(live.shared.local_limits(&new.rate_limit)));
         changed.push("rate_limit");
     }
-    if new.auth != old.auth {
-        live.auth.store(Arc::new(Auth::new(&new.auth, &new.server)));
+    if new.auth != old.auth || new.quotas != old.quotas {
+        live.auth.store(Arc::new(crate::auth::for_config(&new)));
         changed.push("auth");
+    }
+    if new.quotas != old.quotas {
+        let rebuilt = live.quotas.load().rebuilt(&new.quotas);
+        live.quotas.store(Arc::new(rebuilt));
+        changed.push("quotas");
     }
     for (name, differs) in [
         ("limits", new.limits != old.limits),

@@ -147,10 +147,16 @@ fn reject_redacted(v: &Value) -> Result<(), ConfigError> {
             "is the redaction mask; send the real value",
         ));
     }
-    if let Some(slos) = v["scheduler"]["slo"].as_array() {
-        if let Some(i) = slos.iter().position(|s| masked(&s["api_key"])) {
+    for (field, list) in [
+        ("scheduler.slo", &v["scheduler"]["slo"]),
+        ("quotas", &v["quotas"]),
+    ] {
+        if let Some(i) = list
+            .as_array()
+            .and_then(|l| l.iter().position(|s| masked(&s["api_key"])))
+        {
             return Err(ConfigError::new(
-                format!("scheduler.slo[{i}].api_key"),
+                format!("{field}[{i}].api_key"),
                 "is the redaction mask; send the real key",
             ));
         }
@@ -185,9 +191,21 @@ pub fn redacted(config: &Config) -> Value {
     if v["auth"]["admin_key"].is_string() {
         v["auth"]["admin_key"] = Value::String(REDACTED.into());
     }
-    if let Some(slos) = v["scheduler"]["slo"].as_array_mut() {
-        slos.iter_mut()
-            .for_each(|s| s["api_key"] = Value::String(REDACTED.into()));
+    for list in ["/scheduler/slo", "/quotas"] {
+        if let Some(items) = v.pointer_mut(list).and_then(Value::as_array_mut) {
+            items
+                .iter_mut()
+                .for_each(|s| s["api_key"] = Value::String(REDACTED.into()));
+        }
+    }
+    // `redis://user:password@host`: the credentials.
+    if let Some(url) = v["redis"]["url"].as_str() {
+        if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
+            if at > scheme {
+                let shown = format!("{}{REDACTED}{}", &url[..scheme + 3], &url[at..]);
+                v["redis"]["url"] = Value::String(shown);
+            }
+        }
     }
     v
 }
@@ -247,6 +265,27 @@ mod tests {
         let kept = patched(&c, &json!({"routing_strategy": "least_queue"})).unwrap();
         assert_eq!(kept.auth, c.auth, "keys survive unrelated patches");
 
+        // The keys of per-key quotas.
+        let mut q = Config::default();
+        q.quotas = vec![crate::config::KeyQuota {
+            name: "team-a".into(),
+            api_key: "sk-quota-secret".into(),
+            ..Default::default()
+        }];
+        let shown = redacted(&q);
+        assert!(!shown.to_string().contains("secret"), "{shown}");
+        assert_eq!(shown["quotas"][0]["name"], "team-a");
+        let e = patched(&q, &json!({"quotas": shown["quotas"].clone()})).unwrap_err();
+        assert_eq!(e.field, "quotas[0].api_key");
+
+        // Redis credentials too.
+        let mut r = Config::default();
+        r.redis.url = Some("redis://gw:hunter2@10.0.0.5:6379/0".into());
+        assert_eq!(
+            redacted(&r)["redis"]["url"],
+            format!("redis://{REDACTED}@10.0.0.5:6379/0")
+        );
+
         // Keys of per-key TTL objectives are secrets too.
         let mut c = Config::default();
         c.scheduler.slo = vec![crate::config::KeySlo {
@@ -296,5 +335,16 @@ mod tests {
         assert!(!shown.to_string().contains("secret"), "{shown}");
         let e = patched(&c, &json!({"telemetry": shown["telemetry"].clone()})).unwrap_err();
         assert_eq!(e.field, "telemetry.headers.x-honeycomb-team");
+    }
+
+    /// Found by fuzzing: integers TOML cannot hold, and an empty key.
+    #[test]
+    fn huge_integers_and_empty_keys_name_the_field() {
+        let c = Config::default();
+        let e = patched(&c, &json!({"retry": {"max_backoff_ms": u64::MAX}})).unwrap_err();
+        assert_eq!(e.field, "retry.max_backoff_ms");
+        let e = patched(&c, &json!({"": 1})).unwrap_err();
+        assert_eq!(e.field, "body");
+        assert!(e.message.contains("not a valid key"), "{}", e.message);
     }
 }

@@ -12,8 +12,10 @@ struct Live {
     policy: ArcSwap<Box<dyn Policy>>,
     limits: ArcSwap<RateLimits>,
     auth: ArcSwap<Auth>,
+    quotas: ArcSwap<crate::quota::Quotas>,
     pool: PoolHandle,
     engines: Engines,
+    shared: crate::shared::Shared,
 }
 
 impl Live {
@@ -22,9 +24,11 @@ impl Live {
         Self {
             policy: ArcSwap::from_pointee(routing::build(&config.routing)),
             limits: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
-            auth: ArcSwap::from_pointee(Auth::new(&config.auth, &config.server)),
+            auth: ArcSwap::from_pointee(crate::auth::for_config(&config)),
+            quotas: ArcSwap::from_pointee(crate::quota::Quotas::new(&config.quotas)),
             pool: PoolHandle::new(specs),
             engines: Engines::default(),
+            shared: crate::shared::Shared::new(&config.redis),
             config: ArcSwap::from_pointee(config),
         }
     }
@@ -34,7 +38,9 @@ impl Live {
             config: &self.config,
             policy: &self.policy,
             limits: &self.limits,
+            shared: &self.shared,
             auth: &self.auth,
+            quotas: &self.quotas,
             pool: &self.pool,
             engines: &self.engines,
         }

@@ -68,6 +68,11 @@ pub(crate) fn status(state: &AppState) -> StatusInfo {
             .as_ref()
             .map(|e| format!("{}: {}", e.field, e.message)),
         queue: state.scheduler.status(&state.config.load().scheduler),
+        shared: super::types::SharedStatus {
+            backend: state.shared.backend().as_str().to_string(),
+            replica_id: state.shared.replica_id.clone(),
+            replicas: state.shared.live_replicas(),
+        },
         workers: workers(state),
     }
 }

@@ -10,7 +10,8 @@ pub(crate) mod fleet;
 mod types;
 
 pub use types::{
-    BreakerStats, ConfigView, RoutingStats, StatusInfo, WorkerBreaker, WorkerInfo, WorkerSelections,
+    BreakerStats, ConfigView, RoutingStats, SharedStatus, StatusInfo, WorkerBreaker, WorkerInfo,
+    WorkerSelections,
 };
 
 pub use crate::control::types::{

@@ -53,7 +53,22 @@ pub struct StatusInfo {
     /// The gateway-side queue (depth, wait, refusals).
     #[serde(default)]
     pub queue: crate::sched::QueueStatus,
+    /// Where state shared with other replicas lives (`[redis]`).
+    #[serde(default)]
+    pub shared: SharedStatus,
     pub workers: Vec<WorkerInfo>,
+}
+
+/// `GET /api/status` → `shared`: the backend of shared state and this replica.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SharedStatus {
+    /// `local` (no `[redis]`), `redis`, or `degraded` (Redis configured but not answering:
+    /// `redis.on_failure` applies).
+    pub backend: String,
+    /// This replica's id (also the `x-sagellm-replica` response header of management writes).
+    pub replica_id: String,
+    /// Live replicas sharing the limits, this one included (1 without Redis).
+    pub replicas: usize,
 }
 
 /// One worker's line in `GET /api/routing/stats`.

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+pub mod redis;
+
 use sagellm_gateway::config::{Config, WorkerConfig};
 use sagellm_gateway::server::{spawn as spawn_gateway, RunningGateway};
 use sagellm_gateway::views::BreakerState;
