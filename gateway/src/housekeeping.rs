@@ -29,8 +29,9 @@ impl BackgroundService for Housekeeping {
                     let limits = self.state.limits.load();
                     limits.prune();
                     tracing::debug!(users = limits.tracked_users(), "pruned idle rate-limit keys");
-                    let expired = self.state.sessions.prune(crate::session::now_ms());
-                    tracing::debug!(expired, sessions = self.state.sessions.len(), "pruned expired sessions");
+                    let expired = self.state.sessions.prune(crate::session::now_ms()).await;
+                    let sessions = self.state.sessions.len().await;
+                    tracing::debug!(expired, sessions, "pruned expired sessions");
                 }
             }
         }

@@ -27,7 +27,7 @@ pub struct AppState {
     /// Token buckets built from `config.rate_limit` (rebuilt when it changes).
     pub limits: ArcSwap<RateLimits>,
     /// State shared with other replicas through Redis (`[redis]`), or local.
-    pub shared: crate::shared::Shared,
+    pub shared: Arc<crate::shared::Shared>,
     /// API and admin keys built from `config.auth` (and the keys of `config.quotas`).
     pub auth: ArcSwap<Auth>,
     /// Per-key quotas built from `config.quotas` (their counters outlive rebuilds).
@@ -98,7 +98,11 @@ impl AppState {
                 tracing::error!(error = %e, "no traces");
                 None
             });
-        let shared = crate::shared::Shared::new(&config.redis);
+        let shared = Arc::new(crate::shared::Shared::new(&config.redis));
+        let sessions: Arc<dyn crate::session::SessionStore> = match shared.client() {
+            Some(_) => Arc::new(crate::session::redis_store::RedisStore::new(shared.clone())),
+            None => Arc::new(crate::session::MemoryStore::default()),
+        };
         Arc::new(Self {
             pool: PoolHandle::new(specs),
             policy: ArcSwap::from_pointee(policy),
@@ -117,7 +121,7 @@ impl AppState {
             selections: Default::default(),
             reload: Default::default(),
             feed: Default::default(),
-            sessions: Arc::new(crate::session::MemoryStore::default()),
+            sessions,
             scheduler: Default::default(),
             engines: Default::default(),
         })

@@ -267,6 +267,11 @@ async fn redis_killed_or_paused_degrades_to_local_limits_and_recovers() {
         slowest < Duration::from_millis(1500),
         "slowest request {slowest:?}"
     );
+    // Heartbeats may have expired during the 5 s pause: the count returns on the next beat.
+    all_reach(&gws, Duration::from_secs(5), "2 live replicas again", |s| {
+        s.shared.backend == "redis" && s.shared.replicas == 2
+    })
+    .await;
     let metrics = client()
         .get(format!("{}/metrics", gws[0].url()))
         .send()
@@ -279,7 +284,7 @@ async fn redis_killed_or_paused_degrades_to_local_limits_and_recovers() {
         metrics.contains("llm_gateway_shared_backend{backend=\"redis\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("llm_gateway_replicas 2"));
+    assert!(metrics.contains("llm_gateway_replicas 2"), "{metrics}");
     assert!(metrics.contains("llm_gateway_redis_calls_total{result=\"timeout\"}"));
     for gw in gws {
         stop_gateway(gw).await;
@@ -386,6 +391,247 @@ async fn replicas_agree_on_the_worker_of_each_affinity_key() {
     assert!(disagreements.is_empty(), "{disagreements:?}");
     println!("1000 keys, the same worker on all 3 replicas; spread {spread:?}");
     assert_eq!(spread.len(), 3, "every worker takes keys: {spread:?}");
+    for gw in gws {
+        stop_gateway(gw).await;
+    }
+}
+
+const ALICE: &str = "alice-key-0001";
+const BOB: &str = "bob-key-00002";
+
+async fn session_call(
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    body: Option<Value>,
+    session: Option<&str>,
+) -> reqwest::Response {
+    let mut req = client().request(method, url).bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    if let Some(id) = session {
+        req = req.header("x-session-id", id);
+    }
+    req.send().await.unwrap()
+}
+
+async fn history(gw: &RunningGateway, key: &str, id: &str) -> Vec<String> {
+    let v: Value = session_call(
+        reqwest::Method::GET,
+        format!("{}/sessions/{id}", gw.url()),
+        key,
+        None,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    v["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_in_redis_continue_on_any_replica() {
+    let mut redis = RedisServer::start();
+    let sims = [
+        sagellm_sim::spawn(sim("a", "m")).await.unwrap(),
+        sagellm_sim::spawn(sim("b", "m")).await.unwrap(),
+    ];
+    let workers: Vec<(String, u32)> = sims.iter().map(|s| (s.url(), 1)).collect();
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        let mut c = test_config(&workers);
+        c.redis.url = Some(redis.url());
+        c.auth.api_keys = vec![ALICE.into(), BOB.into()];
+        c.routing.strategy = sagellm_gateway::config::Strategy::RoundRobin;
+        c.sessions.max_messages = 12;
+        let gw = tokio::task::spawn_blocking(move || spawn_gateway(c).unwrap())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), gw.state.wait_routable(2))
+            .await
+            .unwrap();
+        gws.push(gw);
+    }
+    all_reach(&gws, Duration::from_secs(5), "on redis", |s| {
+        s.shared.backend == "redis"
+    })
+    .await;
+    let ask = |text: &str| json!({"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": text}]});
+    let post = reqwest::Method::POST;
+
+    // Created on A, continued through B and C, in order, on one worker.
+    let created: Value = session_call(
+        post.clone(),
+        format!("{}/sessions", gws[0].url()),
+        ALICE,
+        Some(json!({"system_prompt": "be brief", "ttl_seconds": 60})),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let mut workers_seen = std::collections::HashSet::new();
+    for turn in 0..6 {
+        let gw = &gws[turn % 3];
+        let resp = session_call(
+            post.clone(),
+            format!("{}/v1/chat/completions", gw.url()),
+            ALICE,
+            Some(ask(&format!("turn {turn}"))),
+            Some(&id),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "turn {turn}");
+        workers_seen.insert(common::served_by(&resp));
+        let _ = resp.bytes().await;
+    }
+    assert_eq!(workers_seen.len(), 1, "one worker: {workers_seen:?}");
+    let h = history(&gws[1], ALICE, &id).await;
+    let asked: Vec<&String> = h.iter().filter(|m| m.starts_with("turn ")).collect();
+    assert_eq!(
+        asked,
+        (0..6)
+            .map(|t| format!("turn {t}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>(),
+        "in order: {h:?}"
+    );
+    assert_eq!(h.len(), 12, "trimmed by whole turns to max_messages");
+
+    // Owner isolation across replicas.
+    for gw in &gws {
+        let resp = session_call(
+            reqwest::Method::GET,
+            format!("{}/sessions/{id}", gw.url()),
+            BOB,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(resp.status(), 404);
+    }
+    let listed: Value = session_call(
+        reqwest::Method::GET,
+        format!("{}/sessions", gws[2].url()),
+        ALICE,
+        None,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+
+    // 2 replicas × 20 concurrent turns of one session: none lost.
+    let created: Value = session_call(
+        post.clone(),
+        format!("{}/sessions", gws[0].url()),
+        ALICE,
+        Some(json!({})),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let busy = created["id"].as_str().unwrap().to_string();
+    let cfg_max = 100;
+    for gw in &gws {
+        let mut c = (**gw.state.config.load()).clone();
+        c.sessions.max_messages = cfg_max;
+        let resp = client()
+            .put(format!("{}/api/config", gw.url()))
+            .json(&json!({"sessions": c.sessions}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let turns = (0..40).map(|i| {
+        let url = format!("{}/v1/chat/completions", gws[i % 2].url());
+        let body = ask(&format!("concurrent {i}"));
+        let busy = busy.clone();
+        async move {
+            let r = session_call(reqwest::Method::POST, url, ALICE, Some(body), Some(&busy)).await;
+            let status = r.status().as_u16();
+            let _ = r.bytes().await;
+            status
+        }
+    });
+    let statuses = futures_util::future::join_all(turns).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let h = history(&gws[2], ALICE, &busy).await;
+    for i in 0..40 {
+        assert!(
+            h.contains(&format!("concurrent {i}")),
+            "turn {i} lost: {h:?}"
+        );
+    }
+    assert_eq!(h.len(), 80, "40 questions and 40 answers");
+
+    // A short TTL expires on every replica.
+    let short: Value = session_call(
+        post.clone(),
+        format!("{}/sessions", gws[0].url()),
+        BOB,
+        Some(json!({"ttl_seconds": 1})),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let short = short["id"].as_str().unwrap().to_string();
+    assert_eq!(history(&gws[1], BOB, &short).await.len(), 0);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resp = session_call(
+        reqwest::Method::GET,
+        format!("{}/sessions/{short}", gws[2].url()),
+        BOB,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 404, "expired");
+
+    // Redis down: session requests get a fast 503 with Retry-After, plain ones are served.
+    redis.kill();
+    all_reach(&gws, Duration::from_secs(2), "degraded", |s| {
+        s.shared.backend == "degraded"
+    })
+    .await;
+    let t = Instant::now();
+    let resp = session_call(
+        post.clone(),
+        format!("{}/v1/chat/completions", gws[0].url()),
+        ALICE,
+        Some(ask("while down")),
+        Some(&id),
+    )
+    .await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let resp = session_call(
+        post.clone(),
+        format!("{}/v1/chat/completions", gws[0].url()),
+        ALICE,
+        Some(ask("plain")),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "plain requests do not need Redis");
     for gw in gws {
         stop_gateway(gw).await;
     }

@@ -281,7 +281,7 @@ async fn sessions_are_bounded_and_bad_input_is_refused() {
         .await
         .unwrap();
     expect_error(resp, 400).await;
-    assert_eq!(fleet.gw.state.sessions.len(), 0);
+    assert_eq!(fleet.gw.state.sessions.len().await, 0);
 
     // An empty body is a session with the defaults.
     let resp = fleet

@@ -30,6 +30,12 @@ pub trait ResponseTranslator: Send {
     fn abort(&mut self, _message: &str) -> Bytes {
         Bytes::new()
     }
+
+    /// Work to complete after `finish`, before the client's response ends (a session's
+    /// exchange written to its store). The forwarding path awaits it, bounded.
+    fn commit(&mut self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// Makes the translator for an attempt from the worker's status and the worker's id.

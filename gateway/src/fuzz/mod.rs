@@ -44,7 +44,7 @@ impl Drop for Replay<'_> {
 
 /// Run `check` on `FUZZ_CASES` generated cases, each with its own seeded generator.
 pub fn run(target: &str, mut check: impl FnMut(&mut Gen)) {
-    let seed = env_u64("FUZZ_SEED").unwrap_or(0x5A6E_11A);
+    let seed = env_u64("FUZZ_SEED").unwrap_or(0x05A6_E11A);
     let cases: Box<dyn Iterator<Item = u64>> = match env_u64("FUZZ_CASE") {
         Some(k) => Box::new(std::iter::once(k)),
         None => Box::new(0..env_u64("FUZZ_CASES").unwrap_or(DEFAULT_CASES)),

@@ -73,7 +73,7 @@ pub(super) async fn admit(
     limit(gw, &ctx.config, user_key(session, &ctx.info)).await?;
     ctx.quota = quota(gw, session.req_header(), &ctx.info).await?;
     known_model(gw, &ctx.info)?;
-    let rewritten = rewrite(gw, session.req_header(), ctx, endpoint, translated, &bytes)?;
+    let rewritten = rewrite(gw, session.req_header(), ctx, endpoint, translated, &bytes).await?;
     ctx.kind = Kind::Llm;
     // A streamed chat completion takes the gateway's own path too: it can move to another
     // worker mid-stream there (`resume`).
@@ -288,7 +288,7 @@ fn known_model(gw: &Gateway, info: &RequestInfo) -> Result<(), GatewayError> {
 /// The body the worker gets instead of the client's, if any: the translation's, or the
 /// client's messages behind its session's history. Sets the response translation (and a
 /// session's worker as the preferred one).
-fn rewrite(
+async fn rewrite(
     gw: &Gateway,
     req: &RequestHeader,
     ctx: &mut RequestCtx,
@@ -307,7 +307,7 @@ fn rewrite(
         return Ok(None);
     };
     let key = auth::api_key(&req.headers);
-    let p = crate::session::chat::prepare(&gw.state, &id, key, bytes, ctx.info.stream)?;
+    let p = crate::session::chat::prepare(&gw.state, &id, key, bytes, ctx.info.stream).await?;
     ctx.translation = Some(p.translation);
     ctx.hints.prefer = p.prefer;
     Ok(Some(p.body))

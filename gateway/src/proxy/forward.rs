@@ -483,10 +483,19 @@ async fn send_through(
     send(session, data).await
 }
 
+/// Longest wait for a translator's `commit` at the end of a response.
+const COMMIT_LIMIT: Duration = Duration::from_secs(2);
+
 /// The response is complete: the translator's last bytes, then the end of the body.
 async fn finish(session: &mut Session, down: &mut Downstream) -> Result<(), AttemptError> {
     if let Some(t) = down.translator.as_mut() {
         send(session, t.finish()).await?;
+        if let Some(work) = t.commit() {
+            // Stored before the response ends, so the client's next turn finds it.
+            if tokio::time::timeout(COMMIT_LIMIT, work).await.is_err() {
+                tracing::warn!("a session's exchange was not stored within {COMMIT_LIMIT:?}");
+            }
+        }
     }
     session
         .write_response_body(None, true)

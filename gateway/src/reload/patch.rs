@@ -266,12 +266,14 @@ mod tests {
         assert_eq!(kept.auth, c.auth, "keys survive unrelated patches");
 
         // The keys of per-key quotas.
-        let mut q = Config::default();
-        q.quotas = vec![crate::config::KeyQuota {
-            name: "team-a".into(),
-            api_key: "sk-quota-secret".into(),
+        let q = Config {
+            quotas: vec![crate::config::KeyQuota {
+                name: "team-a".into(),
+                api_key: "sk-quota-secret".into(),
+                ..Default::default()
+            }],
             ..Default::default()
-        }];
+        };
         let shown = redacted(&q);
         assert!(!shown.to_string().contains("secret"), "{shown}");
         assert_eq!(shown["quotas"][0]["name"], "team-a");

@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -13,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::store::{CreateError, NewSession, Session, SessionView};
+use super::store::{NewSession, Session, SessionView};
 use super::{new_id, now_ms, owner_of, Owner};
 use crate::edge::reply::parse_json;
 use crate::error::GatewayError;
@@ -85,15 +84,7 @@ async fn create(
         seq: 0, // set by the store
     };
     let view = session.view(false);
-    state
-        .sessions
-        .create(session, limits)
-        .map_err(|CreateError::Full(n)| GatewayError::RateLimited {
-            message: format!(
-                "the gateway holds its maximum of {n} sessions; delete one or retry once idle ones expired"
-            ),
-            retry_after: Duration::from_secs(60),
-        })?;
+    state.sessions.create(session, limits).await?;
     tracing::debug!(session = %view.id, "session created");
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -136,7 +127,8 @@ async fn list(
     }
     let (sessions, total) = state
         .sessions
-        .list(&owner, page.offset, page.limit, now_ms());
+        .list(&owner, page.offset, page.limit, now_ms())
+        .await?;
     Ok(Json(SessionList {
         object: "list".into(),
         data: sessions.iter().map(|s| s.view(false)).collect(),
@@ -155,6 +147,7 @@ async fn show(
     let session = state
         .sessions
         .get(&id, &owner, now_ms())
+        .await?
         .ok_or_else(|| not_found(&id))?;
     Ok(Json(session.view(true)))
 }
@@ -165,7 +158,7 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, GatewayError> {
     let owner = caller(&state, &headers)?;
-    if !state.sessions.delete(&id, &owner) {
+    if !state.sessions.delete(&id, &owner).await? {
         return Err(not_found(&id));
     }
     Ok(Json(

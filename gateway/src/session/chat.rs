@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use super::store::{Message, Session, SessionStore};
@@ -92,7 +93,7 @@ fn rebuild(mut fields: Map<String, Value>, session: &Session, own: Vec<Value>) -
 }
 
 /// Look the session up for this caller and rebuild the request around it.
-pub fn prepare(
+pub async fn prepare(
     state: &AppState,
     id: &str,
     api_key: Option<&str>,
@@ -103,6 +104,7 @@ pub fn prepare(
     let session = state
         .sessions
         .get(id, &owner, now_ms())
+        .await?
         .ok_or_else(|| GatewayError::SessionNotFound(id.chars().take(100).collect()))?;
     let mut fields: Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson {
@@ -180,6 +182,17 @@ pub struct ReplyTap {
     events: Events,
     body: Vec<u8>,
     reply: String,
+    /// The append built by `finish`, handed out by `commit` (run in the background if
+    /// nobody takes it).
+    pending: Option<BoxFuture<'static, ()>>,
+}
+
+impl Drop for ReplyTap {
+    fn drop(&mut self) {
+        if let (Some(work), Ok(rt)) = (self.pending.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(work);
+        }
+    }
 }
 
 impl ReplyTap {
@@ -190,6 +203,7 @@ impl ReplyTap {
             events: Events::default(),
             body: Vec::new(),
             reply: String::new(),
+            pending: None,
         }
     }
 }
@@ -241,19 +255,28 @@ impl ResponseTranslator for ReplyTap {
             role: "assistant".into(),
             content: std::mem::take(&mut self.reply),
         });
-        let s = &self.spec;
-        let stored = s.store.append(
-            &s.id,
-            &s.owner,
-            exchange,
-            Some(self.worker.clone()),
-            &s.limits,
-            now_ms(),
-        );
-        if !stored {
-            tracing::debug!(session = %s.id, "session gone before its reply was stored");
-        }
+        let s = self.spec.clone();
+        let worker = Some(self.worker.clone());
+        self.pending = Some(Box::pin(async move {
+            let stored = s
+                .store
+                .append(&s.id, &s.owner, exchange, worker, &s.limits, now_ms())
+                .await;
+            match stored {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(session = %s.id, "session gone before its reply was stored")
+                }
+                Err(e) => {
+                    tracing::warn!(session = %s.id, error = %e, "a session's reply was not stored")
+                }
+            }
+        }));
         Bytes::new()
+    }
+
+    fn commit(&mut self) -> Option<BoxFuture<'static, ()>> {
+        self.pending.take()
     }
 
     fn abort(&mut self, message: &str) -> Bytes {

@@ -30,8 +30,8 @@ fn session() -> Session {
     }
 }
 
-#[test]
-fn history_goes_before_the_request_and_session_id_is_dropped() {
+#[tokio::test]
+async fn history_goes_before_the_request_and_session_id_is_dropped() {
     let body = br#"{"model":"m","session_id":"sess_1","messages":[{"role":"user","content":[{"type":"text","text":"q"},{"type":"text","text":"1"}]}],"max_tokens":3}"#;
     let mut fields: Map<String, Value> = serde_json::from_slice(body).unwrap();
     let own = match fields.remove("messages") {
@@ -63,8 +63,8 @@ fn history_goes_before_the_request_and_session_id_is_dropped() {
     );
 }
 
-#[test]
-fn non_text_messages_are_refused_naming_the_field() {
+#[tokio::test]
+async fn non_text_messages_are_refused_naming_the_field() {
     let own: Vec<Value> = serde_json::from_str(r#"[{"role":"user","content":"ok"},{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]"#).unwrap();
     let err = request_messages(&own).unwrap_err();
     assert_eq!(err.status(), 400);
@@ -91,10 +91,13 @@ fn tap(store: Arc<MemoryStore>, stream: bool) -> ReplyTap {
     ReplyTap::new(spec, "w:1")
 }
 
-#[test]
-fn a_stream_reply_is_collected_across_chunks_and_stored_at_the_end() {
+#[tokio::test]
+async fn a_stream_reply_is_collected_across_chunks_and_stored_at_the_end() {
     let store = Arc::new(MemoryStore::default());
-    store.create(session(), &SessionsConfig::default()).unwrap();
+    store
+        .create(session(), &SessionsConfig::default())
+        .await
+        .unwrap();
     let stream = b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\ndata: [DONE]\n\n";
     for cut in [1, 30, 70, stream.len() - 3] {
         let mut t = tap(store.clone(), true);
@@ -104,8 +107,9 @@ fn a_stream_reply_is_collected_across_chunks_and_stored_at_the_end() {
         assert_eq!(out, stream.to_vec(), "passed through unchanged");
         assert_eq!(t.reply, "Hello");
         t.finish();
+        t.commit().expect("an append to run").await;
     }
-    let s = store.get("sess_1", &None, now_ms()).unwrap();
+    let s = store.get("sess_1", &None, now_ms()).await.unwrap().unwrap();
     let last: Vec<&str> = s
         .messages
         .iter()
@@ -117,30 +121,43 @@ fn a_stream_reply_is_collected_across_chunks_and_stored_at_the_end() {
     assert_eq!(s.worker.as_deref(), Some("w:1"));
 }
 
-#[test]
-fn a_plain_reply_is_parsed_at_the_end() {
+#[tokio::test]
+async fn a_plain_reply_is_parsed_at_the_end() {
     let store = Arc::new(MemoryStore::default());
-    store.create(session(), &SessionsConfig::default()).unwrap();
+    store
+        .create(session(), &SessionsConfig::default())
+        .await
+        .unwrap();
     let mut t = tap(store.clone(), false);
     let body = br#"{"choices":[{"message":{"role":"assistant","content":"Paris"}}],"usage":{}}"#;
     t.chunk(&body[..10]);
     t.chunk(&body[10..]);
     t.finish();
-    let s = store.get("sess_1", &None, now_ms()).unwrap();
+    t.commit().expect("an append to run").await;
+    let s = store.get("sess_1", &None, now_ms()).await.unwrap().unwrap();
     assert_eq!(s.messages.back().unwrap().content, "Paris");
     assert_eq!(s.messages.len(), 4);
 }
 
-#[test]
-fn a_broken_stream_is_not_stored_and_ends_with_an_error_event() {
+#[tokio::test]
+async fn a_broken_stream_is_not_stored_and_ends_with_an_error_event() {
     let store = Arc::new(MemoryStore::default());
-    store.create(session(), &SessionsConfig::default()).unwrap();
+    store
+        .create(session(), &SessionsConfig::default())
+        .await
+        .unwrap();
     let mut t = tap(store.clone(), true);
     t.chunk(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");
     let end = t.abort("the worker broke off");
     assert!(end.starts_with(b"data: {\"error\""), "{end:?}");
     assert_eq!(
-        store.get("sess_1", &None, now_ms()).unwrap().messages.len(),
+        store
+            .get("sess_1", &None, now_ms())
+            .await
+            .unwrap()
+            .unwrap()
+            .messages
+            .len(),
         2
     );
 }

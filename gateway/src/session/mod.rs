@@ -11,12 +11,14 @@
 //! Bounded: at most `sessions.max_sessions` sessions, each trimmed to `max_messages` and
 //! `max_tokens` (oldest turns first), expiring after `ttl_seconds` idle. A session belongs to
 //! the API key that created it; any other key gets 404. Storage is the [`store::SessionStore`]
-//! trait, in memory for now; it lives in the shared state, so config reloads keep it.
+//! trait: in memory, or in Redis when `[redis]` is set ([`redis_store`]: every replica serves
+//! every session). It lives in the shared state, so config reloads keep it.
 //!
 //! Start at [`chat::prepare`] (the request path) and [`api`] (the endpoints).
 
 pub mod api;
 pub mod chat;
+pub mod redis_store;
 pub mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -1,5 +1,5 @@
-//! Where sessions live: the [`SessionStore`] trait (so a store shared by several gateway
-//! replicas can replace it later) and the in-memory [`MemoryStore`].
+//! Where sessions live: the [`SessionStore`] trait, the in-memory [`MemoryStore`] and (in
+//! `redis_store`) the store several replicas share through Redis.
 //!
 //! Every operation takes the caller's [`Owner`]: a session is invisible (`None` / `false`,
 //! answered as 404) to anyone but the API key that created it. Times are unix milliseconds
@@ -41,8 +41,8 @@ pub struct NewSession {
     pub ttl_seconds: Option<u64>,
 }
 
-/// A stored session.
-#[derive(Clone, Debug)]
+/// A stored session (as JSON in the Redis store).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub id: String,
     pub owner: Owner,
@@ -88,7 +88,7 @@ impl Session {
             .saturating_add(self.ttl_seconds.saturating_mul(1000))
     }
 
-    fn expired(&self, now: u64) -> bool {
+    pub(crate) fn expired(&self, now: u64) -> bool {
         now >= self.expires_ms()
     }
 
@@ -114,6 +114,22 @@ impl Session {
         }
     }
 
+    /// A finished exchange: appended, the answering worker recorded, trimmed to `limits`.
+    pub fn add_exchange(
+        &mut self,
+        messages: Vec<Message>,
+        worker: Option<String>,
+        limits: &SessionsConfig,
+        now: u64,
+    ) {
+        self.messages.extend(messages);
+        self.last_used_ms = now;
+        if worker.is_some() {
+            self.worker = worker;
+        }
+        self.trim(limits);
+    }
+
     /// Drop the oldest turns (a user message and the replies up to the next one) until the
     /// session is within `limits`; the newest turn is always kept.
     fn trim(&mut self, limits: &SessionsConfig) {
@@ -136,26 +152,53 @@ impl Session {
     }
 }
 
-/// Why a session could not be created.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CreateError {
+/// Why a store operation could not be done.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
     /// `sessions.max_sessions` live sessions exist.
+    #[error(
+        "the gateway holds its maximum of {0} sessions; delete one or retry once idle ones expired"
+    )]
     Full(usize),
+    /// The shared store (Redis) cannot be reached.
+    #[error("sessions are unavailable: {0}; retry shortly")]
+    Unavailable(String),
 }
 
-/// Storage of sessions. Implementations are shared by all requests and must not block for
-/// long (the in-memory one holds a mutex for a map operation).
+impl From<StoreError> for crate::error::GatewayError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Full(_) => crate::error::GatewayError::RateLimited {
+                message: e.to_string(),
+                retry_after: std::time::Duration::from_secs(60),
+            },
+            StoreError::Unavailable(_) => crate::error::GatewayError::NoWorker(e.to_string()),
+        }
+    }
+}
+
+/// Storage of sessions: in memory ([`MemoryStore`]) or in Redis, shared by replicas
+/// ([`super::redis_store::RedisStore`]). Implementations are shared by all requests and must
+/// not block for long.
+#[async_trait::async_trait]
 pub trait SessionStore: Send + Sync {
     /// Store a new session (expired ones are pruned first when the store is full).
-    fn create(&self, session: Session, limits: &SessionsConfig) -> Result<(), CreateError>;
+    async fn create(&self, session: Session, limits: &SessionsConfig) -> Result<(), StoreError>;
     /// The session, if it exists, has not expired and belongs to `owner`.
-    fn get(&self, id: &str, owner: &Owner, now: u64) -> Option<Session>;
+    async fn get(&self, id: &str, owner: &Owner, now: u64) -> Result<Option<Session>, StoreError>;
     /// `owner`'s live sessions, newest first: one page and the total count.
-    fn list(&self, owner: &Owner, offset: usize, limit: usize, now: u64) -> (Vec<Session>, usize);
-    fn delete(&self, id: &str, owner: &Owner) -> bool;
+    async fn list(
+        &self,
+        owner: &Owner,
+        offset: usize,
+        limit: usize,
+        now: u64,
+    ) -> Result<(Vec<Session>, usize), StoreError>;
+    async fn delete(&self, id: &str, owner: &Owner) -> Result<bool, StoreError>;
     /// Append a finished exchange, record the worker that answered, trim to `limits`.
     /// `false` when the session is gone (deleted or expired meanwhile).
-    fn append(
+    #[allow(clippy::too_many_arguments)]
+    async fn append(
         &self,
         id: &str,
         owner: &Owner,
@@ -163,14 +206,11 @@ pub trait SessionStore: Send + Sync {
         worker: Option<String>,
         limits: &SessionsConfig,
         now: u64,
-    ) -> bool;
+    ) -> Result<bool, StoreError>;
     /// Remove expired sessions; returns how many.
-    fn prune(&self, now: u64) -> usize;
+    async fn prune(&self, now: u64) -> usize;
     /// Live and not yet pruned sessions.
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    async fn len(&self) -> usize;
 }
 
 /// Sessions in a map behind one mutex (operations are a hash lookup and a few moves).
@@ -180,8 +220,13 @@ pub struct MemoryStore {
     created: std::sync::atomic::AtomicU64,
 }
 
+#[async_trait::async_trait]
 impl SessionStore for MemoryStore {
-    fn create(&self, mut session: Session, limits: &SessionsConfig) -> Result<(), CreateError> {
+    async fn create(
+        &self,
+        mut session: Session,
+        limits: &SessionsConfig,
+    ) -> Result<(), StoreError> {
         session.seq = self
             .created
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -190,21 +235,28 @@ impl SessionStore for MemoryStore {
             let now = session.created_ms;
             map.retain(|_, s| !s.expired(now));
             if map.len() >= limits.max_sessions {
-                return Err(CreateError::Full(limits.max_sessions));
+                return Err(StoreError::Full(limits.max_sessions));
             }
         }
         map.insert(session.id.clone(), session);
         Ok(())
     }
 
-    fn get(&self, id: &str, owner: &Owner, now: u64) -> Option<Session> {
+    async fn get(&self, id: &str, owner: &Owner, now: u64) -> Result<Option<Session>, StoreError> {
         let map = self.sessions.lock();
-        map.get(id)
+        Ok(map
+            .get(id)
             .filter(|s| s.owner == *owner && !s.expired(now))
-            .cloned()
+            .cloned())
     }
 
-    fn list(&self, owner: &Owner, offset: usize, limit: usize, now: u64) -> (Vec<Session>, usize) {
+    async fn list(
+        &self,
+        owner: &Owner,
+        offset: usize,
+        limit: usize,
+        now: u64,
+    ) -> Result<(Vec<Session>, usize), StoreError> {
         let map = self.sessions.lock();
         let mut mine: Vec<&Session> = map
             .values()
@@ -213,20 +265,20 @@ impl SessionStore for MemoryStore {
         mine.sort_by_key(|s| std::cmp::Reverse(s.seq));
         let total = mine.len();
         let page = mine.into_iter().skip(offset).take(limit).cloned().collect();
-        (page, total)
+        Ok((page, total))
     }
 
-    fn delete(&self, id: &str, owner: &Owner) -> bool {
+    async fn delete(&self, id: &str, owner: &Owner) -> Result<bool, StoreError> {
         let mut map = self.sessions.lock();
         if map.get(id).is_some_and(|s| s.owner == *owner) {
             map.remove(id);
-            true
+            Ok(true)
         } else {
-            false
+            Ok(false)
         }
     }
 
-    fn append(
+    async fn append(
         &self,
         id: &str,
         owner: &Owner,
@@ -234,31 +286,26 @@ impl SessionStore for MemoryStore {
         worker: Option<String>,
         limits: &SessionsConfig,
         now: u64,
-    ) -> bool {
+    ) -> Result<bool, StoreError> {
         let mut map = self.sessions.lock();
         let Some(s) = map
             .get_mut(id)
             .filter(|s| s.owner == *owner && !s.expired(now))
         else {
-            return false;
+            return Ok(false);
         };
-        s.messages.extend(messages);
-        s.last_used_ms = now;
-        if worker.is_some() {
-            s.worker = worker;
-        }
-        s.trim(limits);
-        true
+        s.add_exchange(messages, worker, limits, now);
+        Ok(true)
     }
 
-    fn prune(&self, now: u64) -> usize {
+    async fn prune(&self, now: u64) -> usize {
         let mut map = self.sessions.lock();
         let before = map.len();
         map.retain(|_, s| !s.expired(now));
         before - map.len()
     }
 
-    fn len(&self) -> usize {
+    async fn len(&self) -> usize {
         self.sessions.lock().len()
     }
 }

@@ -28,73 +28,97 @@ fn msg(role: &str, content: &str) -> Message {
     }
 }
 
-#[test]
-fn sessions_belong_to_their_owner() {
+#[tokio::test]
+async fn sessions_belong_to_their_owner() {
     let store = MemoryStore::default();
     let limits = SessionsConfig::default();
-    store.create(session("s1", ALICE, 0), &limits).unwrap();
-    assert!(store.get("s1", &ALICE, 1).is_some());
-    assert!(store.get("s1", &BOB, 1).is_none());
-    assert!(store.get("s1", &None, 1).is_none());
-    assert!(!store.append("s1", &BOB, vec![msg("user", "x")], None, &limits, 1));
-    assert!(!store.delete("s1", &BOB));
-    assert_eq!(store.list(&BOB, 0, 10, 1).1, 0);
-    assert_eq!(store.list(&ALICE, 0, 10, 1).1, 1);
-    assert!(store.delete("s1", &ALICE));
-    assert!(store.get("s1", &ALICE, 1).is_none());
+    store
+        .create(session("s1", ALICE, 0), &limits)
+        .await
+        .unwrap();
+    assert!(store.get("s1", &ALICE, 1).await.unwrap().is_some());
+    assert!(store.get("s1", &BOB, 1).await.unwrap().is_none());
+    assert!(store.get("s1", &None, 1).await.unwrap().is_none());
+    assert!(!store
+        .append("s1", &BOB, vec![msg("user", "x")], None, &limits, 1)
+        .await
+        .unwrap());
+    assert!(!store.delete("s1", &BOB).await.unwrap());
+    assert_eq!(store.list(&BOB, 0, 10, 1).await.unwrap().1, 0);
+    assert_eq!(store.list(&ALICE, 0, 10, 1).await.unwrap().1, 1);
+    assert!(store.delete("s1", &ALICE).await.unwrap());
+    assert!(store.get("s1", &ALICE, 1).await.unwrap().is_none());
 }
 
-#[test]
-fn idle_sessions_expire_and_use_extends_them() {
+#[tokio::test]
+async fn idle_sessions_expire_and_use_extends_them() {
     let store = MemoryStore::default();
     let limits = SessionsConfig::default();
-    store.create(session("s1", ALICE, 0), &limits).unwrap();
-    store.create(session("s2", ALICE, 0), &limits).unwrap();
+    store
+        .create(session("s1", ALICE, 0), &limits)
+        .await
+        .unwrap();
+    store
+        .create(session("s2", ALICE, 0), &limits)
+        .await
+        .unwrap();
     // s1 is used at 9 s: it lives until 19 s; s2 expires at 10 s.
-    assert!(store.append("s1", &ALICE, vec![msg("user", "hi")], None, &limits, 9_000));
-    assert!(store.get("s2", &ALICE, 9_999).is_some());
-    assert!(store.get("s2", &ALICE, 10_000).is_none());
-    assert!(store.get("s1", &ALICE, 18_999).is_some());
-    assert_eq!(store.prune(10_000), 1);
-    assert_eq!(store.len(), 1);
-    assert!(!store.append("s1", &ALICE, vec![], None, &limits, 19_000));
+    assert!(store
+        .append("s1", &ALICE, vec![msg("user", "hi")], None, &limits, 9_000)
+        .await
+        .unwrap());
+    assert!(store.get("s2", &ALICE, 9_999).await.unwrap().is_some());
+    assert!(store.get("s2", &ALICE, 10_000).await.unwrap().is_none());
+    assert!(store.get("s1", &ALICE, 18_999).await.unwrap().is_some());
+    assert_eq!(store.prune(10_000).await, 1);
+    assert_eq!(store.len().await, 1);
+    assert!(!store
+        .append("s1", &ALICE, vec![], None, &limits, 19_000)
+        .await
+        .unwrap());
 }
 
-#[test]
-fn the_store_is_bounded() {
+#[tokio::test]
+async fn the_store_is_bounded() {
     let store = MemoryStore::default();
     let limits = SessionsConfig {
         max_sessions: 2,
         ..Default::default()
     };
-    store.create(session("a", ALICE, 0), &limits).unwrap();
-    store.create(session("b", BOB, 0), &limits).unwrap();
+    store.create(session("a", ALICE, 0), &limits).await.unwrap();
+    store.create(session("b", BOB, 0), &limits).await.unwrap();
     assert_eq!(
-        store.create(session("c", ALICE, 5_000), &limits),
-        Err(CreateError::Full(2))
+        store.create(session("c", ALICE, 5_000), &limits).await,
+        Err(StoreError::Full(2))
     );
     // Once the others expired there is room again.
-    store.create(session("c", ALICE, 10_000), &limits).unwrap();
-    assert_eq!(store.len(), 1);
+    store
+        .create(session("c", ALICE, 10_000), &limits)
+        .await
+        .unwrap();
+    assert_eq!(store.len().await, 1);
 }
 
-#[test]
-fn oldest_turns_are_trimmed_first_and_the_newest_is_kept() {
+#[tokio::test]
+async fn oldest_turns_are_trimmed_first_and_the_newest_is_kept() {
     let store = MemoryStore::default();
     let limits = SessionsConfig {
         max_messages: 4,
         max_tokens: 1_000,
         ..Default::default()
     };
-    store.create(session("s", ALICE, 0), &limits).unwrap();
+    store.create(session("s", ALICE, 0), &limits).await.unwrap();
     for i in 0..3 {
         let turn = vec![
             msg("user", &format!("q{i}")),
             msg("assistant", &format!("a{i}")),
         ];
-        assert!(store.append("s", &ALICE, turn, Some("w1".into()), &limits, 1));
+        assert!(store
+            .append("s", &ALICE, turn, Some("w1".into()), &limits, 1)
+            .await
+            .unwrap());
     }
-    let s = store.get("s", &ALICE, 1).unwrap();
+    let s = store.get("s", &ALICE, 1).await.unwrap().unwrap();
     let contents: Vec<&str> = s.messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(contents, ["q1", "a1", "q2", "a2"]);
     assert_eq!(s.trimmed, 2);
@@ -102,15 +126,18 @@ fn oldest_turns_are_trimmed_first_and_the_newest_is_kept() {
 
     // By tokens: a huge newest turn evicts everything before it, and stays.
     let big = "x".repeat(8_000);
-    assert!(store.append(
-        "s",
-        &ALICE,
-        vec![msg("user", &big), msg("assistant", "ok")],
-        None,
-        &limits,
-        2
-    ));
-    let s = store.get("s", &ALICE, 2).unwrap();
+    assert!(store
+        .append(
+            "s",
+            &ALICE,
+            vec![msg("user", &big), msg("assistant", "ok")],
+            None,
+            &limits,
+            2
+        )
+        .await
+        .unwrap());
+    let s = store.get("s", &ALICE, 2).await.unwrap().unwrap();
     assert_eq!(s.messages.len(), 2);
     assert_eq!(s.messages[0].content, big);
     assert_eq!(
@@ -120,17 +147,18 @@ fn oldest_turns_are_trimmed_first_and_the_newest_is_kept() {
     );
 }
 
-#[test]
-fn lists_page_newest_first() {
+#[tokio::test]
+async fn lists_page_newest_first() {
     let store = MemoryStore::default();
     let limits = SessionsConfig::default();
     // All in the same millisecond: creation order still decides.
     for i in 0..5u64 {
         store
             .create(session(&format!("s{i}"), ALICE, 0), &limits)
+            .await
             .unwrap();
     }
-    let (page, total) = store.list(&ALICE, 1, 2, 5);
+    let (page, total) = store.list(&ALICE, 1, 2, 5).await.unwrap();
     assert_eq!(total, 5);
     let ids: Vec<&str> = page.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["s3", "s2"]);
