@@ -147,6 +147,7 @@ async fn a_session_keeps_its_history_and_sticks_to_its_worker() {
     for i in 0..3 {
         let resp = chat(&fleet, ALICE, Some(id), ask(&format!("again {i}"))).await;
         assert_eq!(worker_of(&resp), worker);
+        resp.bytes().await.unwrap();
     }
 
     // Its worker drains: the session moves, with its history, and sticks to the new one.
@@ -333,6 +334,8 @@ async fn sessions_are_bounded_and_bad_input_is_refused() {
     for i in 0..3 {
         let resp = chat(&fleet, key, Some(&first.id), ask(&format!("turn{i}"))).await;
         assert_eq!(resp.status(), 200);
+        // The turn is stored before the body ends: read it as a client would.
+        resp.bytes().await.unwrap();
     }
     let s: SessionView = get_session(&fleet, key, &first.id)
         .await
