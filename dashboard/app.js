@@ -323,7 +323,8 @@ function createRow(id) {
   const cell = (testid, cls = '') => el('td', { 'data-testid': testid, class: cls });
   const row = { id, worker: null, armTimer: 0 };
   row.url = cell('url', 'url');
-  row.kind = cell('kind');
+  row.kind = el('span', { 'data-testid': 'kind' });
+  row.source = el('span', { class: 'tag', 'data-testid': 'source', hidden: '' });
   row.models = cell('models', 'models');
   row.state = el('span', { class: 'badge', 'data-testid': 'state' });
   row.asleep = el('span', { class: 'tag', hidden: '' }, 'asleep');
@@ -351,7 +352,7 @@ function createRow(id) {
     'tr',
     { 'data-worker-id': id, 'data-testid': 'worker-row' },
     row.url,
-    row.kind,
+    el('td', {}, row.kind, row.source),
     row.models,
     el('td', {}, row.state, row.asleep),
     el('td', {}, row.breaker, row.retry),
@@ -374,6 +375,11 @@ function updateRow(row, w) {
   setText(row.url, w.url);
   setAttr(row.url, 'title', w.version ? `${w.url} (${w.kind} ${w.version}, weight ${w.weight})` : `${w.url} (weight ${w.weight})`);
   setText(row.kind, w.kind);
+  // Where the worker came from, shown unless it is the config's own list.
+  const source = w.source || 'static';
+  row.source.hidden = source === 'static';
+  setText(row.source, source);
+  setAttr(row.source, 'title', `added by ${source === 'api' ? 'the management API' : source === 'engine' ? 'a launched engine' : `${source} discovery`}`);
   setText(row.models, w.models && w.models.length ? w.models.join(', ') : '—');
   setText(row.state, w.state);
   setAttr(row.state, 'data-value', w.state);

@@ -30,6 +30,7 @@
 //!   traces (one span per LLM request, OTLP export off the request path); `auth`: API and admin
 //!   keys, and which management writes an exposed listener refuses; `shared`: state several
 //!   replicas share through Redis (`[redis]`: the replica heartbeat, the shared buckets);
+//!   `discovery`: workers found by DNS (`[discovery]`);
 //!   [`cli`]: the `sagellm` command line; [`bench`]: `sagellm bench`.
 //!
 //! ## Where the state lives
@@ -62,6 +63,7 @@ pub mod cli;
 pub mod config;
 mod control;
 mod dashboard;
+mod discovery;
 mod edge;
 mod error;
 #[cfg(test)]

@@ -120,6 +120,12 @@ pub fn build(
         },
     ));
     server.add_service(background_service(
+        "discovery",
+        crate::discovery::Discovery {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "housekeeping",
         Housekeeping {
             state: state.clone(),

@@ -56,6 +56,8 @@ pub struct AppState {
     pub engines: crate::control::Engines,
     /// OpenTelemetry traces, when `[telemetry]` names a collector (built once, at start).
     pub tracer: Option<crate::otel::Tracer>,
+    /// What DNS discovery found and how its lookups went (`[discovery]`).
+    pub discovery: crate::discovery::DiscoveryState,
 }
 
 /// One LLM request in flight (see [`AppState::begin_request`]).
@@ -124,6 +126,7 @@ impl AppState {
             sessions,
             scheduler: Default::default(),
             engines: Default::default(),
+            discovery: Default::default(),
         })
     }
 

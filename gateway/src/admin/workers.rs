@@ -86,6 +86,10 @@ pub async fn create(
             .await
             .map_err(|e| GatewayError::Internal(e.to_string()))?
             .map_err(|e| GatewayError::invalid(format!("url: {e}"), Some("url")))?;
+    let spec = WorkerSpec {
+        source: crate::worker::WorkerSource::Api,
+        ..spec
+    };
     let worker = state.pool.add(spec).map_err(GatewayError::Conflict)?;
     tracing::info!(worker = %worker.id, "worker added through the API");
     let pool = state.pool.load();

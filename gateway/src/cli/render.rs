@@ -39,6 +39,7 @@ pub fn workers(workers: &[WorkerInfo]) -> String {
             vec![
                 w.index.to_string(),
                 w.url.clone(),
+                w.source.as_str().to_string(),
                 w.kind.as_str().to_string(),
                 w.models.join(","),
                 w.state.as_str().to_string(),
@@ -58,7 +59,7 @@ pub fn workers(workers: &[WorkerInfo]) -> String {
         .collect();
     table(
         &[
-            "#", "URL", "KIND", "MODELS", "STATE", "BREAKER", "INFLIGHT", "RUN/WAIT", "KV", "HIT",
+            "#", "URL", "SOURCE", "KIND", "MODELS", "STATE", "BREAKER", "INFLIGHT", "RUN/WAIT", "KV", "HIT",
             "LAT_MS", "TTFT_MS", "SERVED", "ERRORS",
         ],
         &rows,

@@ -21,6 +21,7 @@
 //! | `[control]` | [`control`] |
 //! | `[telemetry]` | [`telemetry`] |
 //! | `[redis]` | [`redis`] |
+//! | `[discovery]` | [`discovery`] |
 //! | `[[quotas]]` | [`quotas`] |
 //!
 //! Sources, lowest to highest precedence: built-in defaults < TOML file (`--config` /
@@ -30,6 +31,7 @@
 mod auth;
 mod circuit_breaker;
 pub(crate) mod control;
+pub mod discovery;
 mod failover;
 mod health;
 mod limits;
@@ -53,6 +55,7 @@ use serde::{Deserialize, Serialize};
 pub use self::auth::AuthConfig;
 pub use circuit_breaker::CircuitBreakerConfig;
 pub use control::ControlConfig;
+pub use discovery::{DiscoveryConfig, DiscoveryMode, DnsRecord};
 pub use failover::FailoverConfig;
 pub use health::HealthConfig;
 pub use limits::LimitsConfig;
@@ -99,6 +102,8 @@ pub struct Config {
     pub control: ControlConfig,
     pub telemetry: TelemetryConfig,
     pub redis: RedisConfig,
+    /// Workers found by DNS besides the static list.
+    pub discovery: DiscoveryConfig,
     /// Per-API-key quotas (each key is also a valid API key).
     pub quotas: Vec<KeyQuota>,
 }
@@ -210,6 +215,7 @@ impl Config {
         self.control.validate()?;
         self.telemetry.validate()?;
         self.redis.validate()?;
+        self.discovery.validate()?;
         quotas::validate_quotas(&self.quotas)
     }
 

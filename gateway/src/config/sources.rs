@@ -34,6 +34,8 @@ pub struct Overrides {
     pub redis_url: Option<String>,
     /// `[telemetry]` from the standard `OTEL_*` variables.
     pub otel: super::otel_env::OtelEnv,
+    /// `[discovery]` from the `LLM_DISCOVERY_*` variables.
+    pub discovery: super::discovery::DiscoveryEnv,
 }
 
 pub(crate) fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
@@ -51,7 +53,8 @@ impl Overrides {
     /// Read `LLM_HOST`, `LLM_PORT`, `LLM_WORKER_URLS`, `LLM_ROUTING_STRATEGY`, `LLM_THREADS`,
     /// `LLM_RATE_LIMIT_ENABLED`, `LLM_CIRCUIT_BREAKER_ENABLED`, `LLM_API_KEYS`, `LLM_ADMIN_KEY`,
     /// `LLM_ALLOW_INSECURE_ADMIN`, `LLM_TLS_CERT_FILE`, `LLM_TLS_KEY_FILE`, `LLM_MODEL_DIRS`,
-    /// `LLM_UPSTREAM_CA_FILE`, `LLM_REDIS_URL` and the `OTEL_*` variables of [`super::otel_env`]
+    /// `LLM_UPSTREAM_CA_FILE`, `LLM_REDIS_URL`, the `LLM_DISCOVERY_*` variables of
+    /// [`super::discovery`] and the `OTEL_*` variables of [`super::otel_env`]
     /// through `get` (tests pass a map; `main` passes `std::env::var`).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let port = match get("LLM_PORT") {
@@ -69,6 +72,7 @@ impl Overrides {
         let flag = |name: &str| get(name).map(|v| parse_bool(name, &v)).transpose();
         Ok(Self {
             otel: super::otel_env::OtelEnv::from_env(&get)?,
+            discovery: super::discovery::DiscoveryEnv::from_env(&get)?,
             rate_limit_enabled: flag("LLM_RATE_LIMIT_ENABLED")?,
             circuit_breaker_enabled: flag("LLM_CIRCUIT_BREAKER_ENABLED")?,
             api_keys: get("LLM_API_KEYS"),
@@ -132,6 +136,7 @@ impl Overrides {
             config.redis.url = Some(url.trim().to_string());
         }
         self.otel.apply(&mut config.telemetry);
+        self.discovery.apply(&mut config.discovery);
         if let Some(on) = self.allow_insecure_admin {
             config.auth.allow_insecure_admin = on;
         }

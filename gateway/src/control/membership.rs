@@ -10,7 +10,7 @@ use super::record::Engine;
 use crate::state::AppState;
 use crate::worker::pool::PoolHandle;
 use crate::worker::spec::WorkerSpec;
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerSource};
 
 impl Engines {
     /// Add an engine's worker to the pool and to run `generation`, as one step for reloads.
@@ -23,7 +23,10 @@ impl Engines {
     ) -> Result<Arc<Worker>, String> {
         let _membership = self.membership.lock();
         let port = spec.addr.port();
-        let worker = pool.add(spec)?;
+        let worker = pool.add(WorkerSpec {
+            source: WorkerSource::Engine,
+            ..spec
+        })?;
         let mut run = engine.run.lock();
         if run.generation == generation {
             run.worker = Some(worker.clone());
@@ -41,8 +44,8 @@ impl Engines {
         state.publish_routable();
     }
 
-    /// Set the pool to `specs` (a config reload) plus the workers of the running engines,
-    /// which keep their state.
+    /// Set the pool to `specs` (a config reload) plus the workers of the running engines and
+    /// those found by discovery, which keep their state.
     pub fn replace_pool(
         &self,
         pool: &PoolHandle,
@@ -57,6 +60,11 @@ impl Engines {
                 if present && !specs.iter().any(|s| s.url == w.spec.url) {
                     specs.push(w.spec.clone());
                 }
+            }
+        }
+        for w in &current.workers {
+            if w.spec.source.is_discovered() && !specs.iter().any(|s| s.url == w.spec.url) {
+                specs.push(w.spec.clone());
             }
         }
         pool.replace(specs)

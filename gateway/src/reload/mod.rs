@@ -194,6 +194,11 @@ pub(crate) fn swap_in(live: &Targets<'_>, mut new: Config) -> Result<Applied, Co
         restart.push("redis".to_string());
         new.redis = old.redis.clone();
     }
+    if new.discovery != old.discovery {
+        // The resolver and its task are made once, at start-up.
+        restart.push("discovery".to_string());
+        new.discovery = old.discovery.clone();
+    }
     if new.telemetry != old.telemetry {
         // The exporter is built once, at start-up.
         restart.push("telemetry".to_string());

@@ -19,6 +19,7 @@ pub(crate) fn worker(w: &Worker, index: usize, breaker: &BreakerSettings) -> Wor
         index,
         id: w.id.clone(),
         url: w.spec.url.clone(),
+        source: w.spec.source,
         weight: w.weight(),
         kind: meta.kind,
         version: meta.version.clone(),
@@ -73,6 +74,9 @@ pub(crate) fn status(state: &AppState) -> StatusInfo {
             replica_id: state.shared.replica_id.clone(),
             replicas: state.shared.live_replicas(),
         },
+        discovery: state
+            .discovery
+            .status(&state.config.load().discovery, state),
         workers: workers(state),
     }
 }

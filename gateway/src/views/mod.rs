@@ -24,6 +24,8 @@ pub use crate::session::api::SessionList;
 pub use crate::session::SessionView;
 pub use crate::worker::breaker::{BreakerState, BreakerView};
 pub use crate::worker::kind::WorkerKind;
+pub use crate::worker::source::WorkerSource;
+pub use crate::discovery::DiscoveryStatus;
 pub use crate::worker::load::LoadView;
 pub use crate::worker::state::Lifecycle;
 pub use crate::worker::stats::StatsView;

@@ -17,6 +17,9 @@ pub struct WorkerInfo {
     pub index: usize,
     pub id: String,
     pub url: String,
+    /// Where the worker came from: `static`, `api`, `engine` or `dns`.
+    #[serde(default)]
+    pub source: crate::worker::WorkerSource,
     pub weight: u32,
     pub kind: WorkerKind,
     pub version: Option<String>,
@@ -56,6 +59,9 @@ pub struct StatusInfo {
     /// Where state shared with other replicas lives (`[redis]`).
     #[serde(default)]
     pub shared: SharedStatus,
+    /// Where workers are found besides the static list (`[discovery]`).
+    #[serde(default)]
+    pub discovery: crate::discovery::DiscoveryStatus,
     pub workers: Vec<WorkerInfo>,
 }
 

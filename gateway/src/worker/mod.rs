@@ -9,6 +9,7 @@ pub mod cooldown;
 pub mod kind;
 pub mod load;
 pub mod pool;
+pub mod source;
 pub mod spec;
 pub mod state;
 pub mod stats;
@@ -20,6 +21,7 @@ use arc_swap::ArcSwap;
 
 use breaker::{BreakerSettings, CircuitBreaker};
 pub use kind::WorkerKind;
+pub use source::WorkerSource;
 use load::Load;
 use spec::WorkerSpec;
 use state::Health;

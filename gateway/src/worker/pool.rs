@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use super::breaker::BreakerSettings;
 use super::spec::WorkerSpec;
-use super::Worker;
+use super::{Worker, WorkerSource};
 
 #[derive(Debug, Default)]
 pub struct Pool {
@@ -138,7 +138,11 @@ impl PoolHandle {
                 }
                 match old
                     .iter()
-                    .find(|w| w.spec.url == spec.url && w.spec.models == spec.models)
+                    .find(|w| {
+                        w.spec.url == spec.url
+                            && w.spec.models == spec.models
+                            && w.spec.source == spec.source
+                    })
                 {
                     Some(w) => {
                         w.set_weight(spec.weight);
@@ -164,6 +168,33 @@ impl PoolHandle {
             next
         });
         created.ok_or_else(|| format!("worker {} is already in the pool", spec.url))
+    }
+
+    /// Set the workers found by discovery `source` to `specs`: this source's workers missing
+    /// from `specs` leave (their in-flight requests finish on their handle), new URLs join in
+    /// STARTING, those still listed keep their state (weight updated). A URL already in the
+    /// pool from another source (the config, the API, an engine) stays that source's: it is
+    /// neither duplicated nor ever removed here. Returns (added, removed).
+    pub fn sync_discovered(
+        &self,
+        source: WorkerSource,
+        specs: Vec<WorkerSpec>,
+    ) -> (Vec<Arc<Worker>>, Vec<Arc<Worker>>) {
+        self.modify(|old| {
+            let mut next: Vec<Arc<Worker>> = old
+                .iter()
+                .filter(|w| w.spec.source != source || specs.iter().any(|s| s.url == w.spec.url))
+                .cloned()
+                .collect();
+            for spec in specs {
+                match next.iter().find(|w| w.spec.url == spec.url) {
+                    Some(w) if w.spec.source == source => w.set_weight(spec.weight),
+                    Some(_) => {}
+                    None => next.push(Arc::new(Worker::new(WorkerSpec { source, ..spec }))),
+                }
+            }
+            next
+        })
     }
 
     /// Remove the worker with this uid; returns it.
@@ -284,6 +315,31 @@ mod tests {
         assert_eq!(p.find("2").unwrap().0, 2);
         assert_eq!(p.find("127.0.0.1:2").unwrap().0, 1);
         assert!(p.find("9").is_none());
+    }
+
+    #[test]
+    fn discovery_adds_removes_only_its_own_and_static_wins() {
+        let h = PoolHandle::new(vec![spec(1, 1)]);
+        let dns = WorkerSource::Dns;
+        let (added, removed) = h.sync_discovered(dns, vec![spec(1, 1), spec(2, 3), spec(3, 1)]);
+        assert_eq!((added.len(), removed.len()), (2, 0), "port 1 is static already");
+        let p = h.load_full();
+        let sources: Vec<_> = p.workers.iter().map(|w| w.spec.source).collect();
+        assert_eq!(sources, [WorkerSource::Static, dns, dns]);
+        assert_eq!(p.workers[1].weight(), 3);
+        let uid3 = p.workers[2].uid;
+        // Port 2 leaves, port 3 keeps its worker, the static one never leaves.
+        let (added, removed) = h.sync_discovered(dns, vec![spec(3, 2)]);
+        assert_eq!((added.len(), removed.len()), (0, 1));
+        assert_eq!(removed[0].spec.addr.port(), 2);
+        let p = h.load_full();
+        assert_eq!(p.workers.len(), 2);
+        assert_eq!(p.workers[1].uid, uid3);
+        assert_eq!(p.workers[1].weight(), 2);
+        let (_, removed) = h.sync_discovered(dns, vec![]);
+        assert_eq!(removed.len(), 1);
+        assert_eq!(h.load().workers.len(), 1, "the static worker stays");
+        assert_eq!(h.load().workers[0].spec.source, WorkerSource::Static);
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct WorkerSpec {
     /// The URL's host (no port, no brackets): SNI and the name its certificate must carry.
     pub host: String,
     pub options: WorkerOptions,
+    /// Who put the worker in the pool.
+    pub source: super::source::WorkerSource,
 }
 
 /// Per-worker connection options from the config (`[[workers]]`).
@@ -68,6 +70,7 @@ impl WorkerSpec {
             tls,
             host,
             options: WorkerOptions::default(),
+            source: Default::default(),
         })
     }
 
