@@ -5,7 +5,7 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 ensure_build_deps
-ensure_apt curl prometheus redis-server   # promtool checks /metrics; the replica tests start redis-server
+ensure_apt curl prometheus redis-server dnsmasq-base   # promtool checks /metrics; replica tests start redis-server, discovery tests dnsmasq
 ensure_browser_test_deps     # Chromium + playwright-core for the dashboard's browser test
 ensure_python_test_deps      # the official anthropic SDK for the /v1/messages tests
 "$ROOT/scripts/fetch-model.sh"     # the engine's tests run the real default model

@@ -11,6 +11,7 @@
 //! the management API), strategy tag, rate-limit scope, a quota's configured key name. Never a
 //! user string.
 
+pub mod discovery;
 pub mod fleet;
 pub mod queue;
 pub mod quota;
@@ -31,6 +32,7 @@ pub struct Metrics {
     fleet: fleet::FleetMetrics,
     pub queue: queue::QueueMetrics,
     shared: shared::SharedMetrics,
+    discovery: discovery::DiscoveryMetrics,
     quota: quota::QuotaMetrics,
     /// `llm_gateway_tls_certificate_reloads_total{result="ok"|"error"}` (see `tls::Rotation`).
     pub tls_reloads: IntCounterVec,
@@ -67,6 +69,8 @@ impl Metrics {
         let fleet = fleet::FleetMetrics::register(&registry).expect("fleet metric families");
         let queue = queue::QueueMetrics::register(&registry).expect("queue metric families");
         let shared = shared::SharedMetrics::register(&registry).expect("shared metric families");
+        let discovery =
+            discovery::DiscoveryMetrics::register(&registry).expect("discovery metric families");
         let quota = quota::QuotaMetrics::register(&registry).expect("quota metric families");
         let tls_reloads = IntCounterVec::new(
             Opts::new(
@@ -119,6 +123,7 @@ impl Metrics {
             fleet,
             queue,
             shared,
+            discovery,
             quota,
             scrape: Mutex::new(()),
         }
@@ -140,6 +145,7 @@ impl Metrics {
         self.fleet.refresh(state);
         self.queue.refresh(&state.scheduler);
         self.shared.refresh(&state.shared);
+        self.discovery.refresh(state);
         self.quota.refresh(&state.quotas.load());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             self.runtime_tasks
