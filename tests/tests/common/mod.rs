@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+pub mod dnsmasq;
 pub mod redis;
 
 use sagellm_gateway::config::{Config, WorkerConfig};
