@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::dnsmasq::{a, srv, DnsServer, Record};
 use common::{chat_body, client, expect_error, served_by, sim, stop_gateway, test_config};
 use futures_util::StreamExt;
-use sagellm_gateway::config::{Config, DiscoveryMode};
+use sagellm_gateway::config::{Config, DiscoveryMode, Strategy};
 use sagellm_gateway::server::{spawn as spawn_gateway, RunningGateway};
 use sagellm_gateway::views::{StatusInfo, WorkerInfo, WorkerSource};
 use sagellm_sim::{SimConfig, SimHandle};
@@ -51,6 +51,8 @@ async fn gateway(workers: &[(String, u32)], tweak: impl FnOnce(&mut Config)) -> 
     c.discovery.mode = DiscoveryMode::Dns;
     c.discovery.interval_seconds = 1;
     c.discovery.dns.timeout_ms = 300;
+    // Every routable worker takes turns (cache-aware routing would follow the prompts' cache).
+    c.routing.strategy = Strategy::RoundRobin;
     tweak(&mut c);
     tokio::task::spawn_blocking(move || spawn_gateway(c).unwrap())
         .await
