@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::discovery_k8s::K8sDiscoveryConfig;
 use super::{check, ConfigError};
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub enum DiscoveryMode {
     Static,
     /// The configured list plus the workers a DNS name resolves to.
     Dns,
+    /// The configured list plus the ready endpoints of Kubernetes EndpointSlices.
+    K8s,
 }
 
 /// Which records of `dns.name` list the workers.
@@ -40,6 +43,7 @@ pub struct DiscoveryConfig {
     /// Seconds between refreshes (sooner when the records' TTL is shorter, never under 1 s).
     pub interval_seconds: u64,
     pub dns: DnsDiscoveryConfig,
+    pub k8s: K8sDiscoveryConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -65,6 +69,7 @@ impl Default for DiscoveryConfig {
             mode: DiscoveryMode::Static,
             interval_seconds: 10,
             dns: DnsDiscoveryConfig::default(),
+            k8s: K8sDiscoveryConfig::default(),
         }
     }
 }
@@ -147,12 +152,13 @@ impl DiscoveryConfig {
                 "is needed for A/AAAA records (SRV records carry their own port)",
             )?;
         }
-        Ok(())
+        self.k8s.validate(self.mode == DiscoveryMode::K8s)
     }
 }
 
 /// `[discovery]` values from `LLM_DISCOVERY_MODE`, `LLM_DISCOVERY_DNS_NAME`,
-/// `LLM_DISCOVERY_DNS_PORT`, `LLM_DISCOVERY_DNS_SERVER` and `LLM_DISCOVERY_INTERVAL_SECONDS`.
+/// `LLM_DISCOVERY_DNS_PORT`, `LLM_DISCOVERY_DNS_SERVER`, `LLM_DISCOVERY_INTERVAL_SECONDS`,
+/// `LLM_DISCOVERY_K8S_NAMESPACE` and `LLM_DISCOVERY_K8S_SELECTOR`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DiscoveryEnv {
     pub mode: Option<DiscoveryMode>,
@@ -160,6 +166,8 @@ pub struct DiscoveryEnv {
     pub dns_port: Option<u16>,
     pub dns_server: Option<String>,
     pub interval_seconds: Option<u64>,
+    pub k8s_namespace: Option<String>,
+    pub k8s_selector: Option<String>,
 }
 
 impl DiscoveryEnv {
@@ -177,9 +185,10 @@ impl DiscoveryEnv {
             .map(|v| match v.to_ascii_lowercase().as_str() {
                 "static" => Ok(DiscoveryMode::Static),
                 "dns" => Ok(DiscoveryMode::Dns),
+                "k8s" | "kubernetes" => Ok(DiscoveryMode::K8s),
                 _ => Err(ConfigError::new(
                     "LLM_DISCOVERY_MODE",
-                    format!("`{v}` is not a discovery mode (static, dns)"),
+                    format!("`{v}` is not a discovery mode (static, dns, k8s)"),
                 )),
             })
             .transpose()?;
@@ -196,6 +205,8 @@ impl DiscoveryEnv {
             dns_port,
             dns_server: set("LLM_DISCOVERY_DNS_SERVER"),
             interval_seconds: number("LLM_DISCOVERY_INTERVAL_SECONDS")?,
+            k8s_namespace: set("LLM_DISCOVERY_K8S_NAMESPACE"),
+            k8s_selector: set("LLM_DISCOVERY_K8S_SELECTOR"),
         })
     }
 
@@ -214,6 +225,12 @@ impl DiscoveryEnv {
         }
         if let Some(i) = self.interval_seconds {
             c.interval_seconds = i;
+        }
+        if let Some(n) = &self.k8s_namespace {
+            c.k8s.namespace = n.clone();
+        }
+        if let Some(s) = &self.k8s_selector {
+            c.k8s.selector = s.clone();
         }
     }
 }
@@ -303,6 +320,20 @@ mod tests {
         assert_eq!(c.dns.server.as_deref(), Some("127.0.0.1:5353"));
         assert_eq!(c.interval_seconds, 3);
         c.validate().unwrap();
+        let k8s = [
+            ("LLM_DISCOVERY_MODE", "k8s"),
+            ("LLM_DISCOVERY_K8S_NAMESPACE", "llm"),
+            ("LLM_DISCOVERY_K8S_SELECTOR", "kubernetes.io/service-name=vllm"),
+        ];
+        let get = |k: &str| k8s.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let mut c = DiscoveryConfig::default();
+        DiscoveryEnv::from_env(get).unwrap().apply(&mut c);
+        assert_eq!(c.mode, DiscoveryMode::K8s);
+        assert_eq!(
+            (c.k8s.namespace.as_str(), c.k8s.selector.as_str()),
+            ("llm", "kubernetes.io/service-name=vllm")
+        );
+        assert_eq!(c.validate().is_ok(), cfg!(feature = "k8s"));
         let bad = |k: &'static str, v: &'static str| {
             DiscoveryEnv::from_env(move |n: &str| (n == k).then(|| v.to_string()))
                 .unwrap_err()

@@ -32,6 +32,7 @@ mod auth;
 mod circuit_breaker;
 pub(crate) mod control;
 pub mod discovery;
+mod discovery_k8s;
 mod failover;
 mod health;
 mod limits;

@@ -1,8 +1,9 @@
 //! Workers found where they run (`[discovery]`): with `mode = "dns"` a background task looks
-//! the discovery name up on an interval (sooner when the records' TTL runs out first) and sets
-//! the pool's DNS-sourced workers to what it found ([`PoolHandle::sync_discovered`]).
+//! the discovery name up on an interval (sooner when the records' TTL runs out first); with
+//! `mode = "k8s"` it watches EndpointSlices ([`k8s`]). Either sets the pool's workers of its
+//! source to what it found ([`PoolHandle::sync_discovered`]).
 //!
-//! Start at [`Discovery`] (the task), then [`dns`] (one lookup). Rules:
+//! Start at [`Discovery`] (the task), then [`dns`] (one lookup) or [`k8s`] (the watch). Rules:
 //! - a discovered worker is a worker like any other: same health checks, breakers, load
 //!   scraping and model discovery; its id is its `ip:port`, so every replica that resolves the
 //!   same records gets the same ids (and consistent-hash keys agree);
@@ -16,6 +17,8 @@
 //! [`PoolHandle::sync_discovered`]: crate::worker::pool::PoolHandle::sync_discovered
 
 pub mod dns;
+#[cfg(feature = "k8s")]
+pub mod k8s;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -41,9 +44,9 @@ const MIN_REFRESH: Duration = Duration::from_secs(1);
 /// `GET /api/status` → `discovery`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DiscoveryStatus {
-    /// `static` or `dns`.
+    /// `static`, `dns` or `k8s`.
     pub mode: String,
-    /// The name looked up (empty for `static`).
+    /// The name looked up (`dns`), the namespace and selector watched (`k8s`), else empty.
     pub name: String,
     /// Workers in the pool that discovery added.
     pub workers: usize,
@@ -62,15 +65,30 @@ pub struct DiscoveryState {
 }
 
 impl DiscoveryState {
+    /// An answer (a lookup, a watch event) was applied.
+    pub fn answered(&self) {
+        self.lookups_ok.fetch_add(1, Relaxed);
+        self.last_error.lock().take();
+    }
+
+    /// A lookup or the watch failed: the last good set stays.
+    pub fn failed(&self, error: String) {
+        self.lookups_failed.fetch_add(1, Relaxed);
+        *self.last_error.lock() = Some(error);
+    }
+
     pub fn status(&self, cfg: &DiscoveryConfig, state: &AppState) -> DiscoveryStatus {
-        let dns = cfg.mode == DiscoveryMode::Dns;
+        let (mode, name) = match cfg.mode {
+            DiscoveryMode::Static => ("static", String::new()),
+            DiscoveryMode::Dns => ("dns", cfg.dns.name.clone()),
+            DiscoveryMode::K8s => (
+                "k8s",
+                format!("{}/{}", cfg.k8s.namespace, cfg.k8s.selector),
+            ),
+        };
         DiscoveryStatus {
-            mode: if dns { "dns" } else { "static" }.into(),
-            name: if dns {
-                cfg.dns.name.clone()
-            } else {
-                String::new()
-            },
+            mode: mode.into(),
+            name,
             workers: discovered_count(state),
             lookups_ok: self.lookups_ok.load(Relaxed),
             lookups_failed: self.lookups_failed.load(Relaxed),
@@ -100,9 +118,15 @@ pub fn apply(state: &AppState, found: &[Endpoint], models: &[String]) {
                 .ok()
         })
         .collect();
-    let (added, removed) = state.pool.sync_discovered(WorkerSource::Dns, specs);
+    sync(state, WorkerSource::Dns, specs);
+}
+
+/// Set the pool's workers of `source` to `specs`, logging who came and went; returns whether
+/// any left (the routable count was then re-published).
+pub fn sync(state: &AppState, source: WorkerSource, specs: Vec<WorkerSpec>) -> bool {
+    let (added, removed) = state.pool.sync_discovered(source, specs);
     for w in &added {
-        tracing::info!(worker = %w.id, "worker discovered");
+        tracing::info!(worker = %w.id, source = source.as_str(), "worker discovered");
     }
     for w in &removed {
         tracing::info!(worker = %w.id, in_flight = w.load.inflight(), "discovered worker gone: it leaves once its requests end");
@@ -110,9 +134,10 @@ pub fn apply(state: &AppState, found: &[Endpoint], models: &[String]) {
     if !removed.is_empty() {
         state.publish_routable();
     }
+    !removed.is_empty()
 }
 
-/// The background service (runs only with `mode = "dns"`).
+/// The background service (idle with `mode = "static"`).
 pub struct Discovery {
     pub state: Arc<AppState>,
 }
@@ -124,21 +149,19 @@ impl Discovery {
         let d = &self.state.discovery;
         match source.lookup().await {
             Ok(found) => {
-                d.lookups_ok.fetch_add(1, Relaxed);
-                if d.last_error.lock().take().is_some() {
+                if d.last_error.lock().is_some() {
                     tracing::info!(name = %cfg.dns.name, "DNS discovery answers again");
                 }
+                d.answered();
                 apply(&self.state, &found.endpoints, &cfg.dns.models);
                 let ttl = found.valid_until.saturating_duration_since(Instant::now());
                 ttl.clamp(MIN_REFRESH, interval.max(MIN_REFRESH))
             }
             Err(e) => {
-                d.lookups_failed.fetch_add(1, Relaxed);
-                let mut last = d.last_error.lock();
-                if last.as_deref() != Some(e.as_str()) {
+                if d.last_error.lock().as_deref() != Some(e.as_str()) {
                     tracing::warn!(name = %cfg.dns.name, error = %e, "DNS discovery lookup failed: keeping the last good set");
                 }
-                *last = Some(e);
+                d.failed(e);
                 RETRY_AFTER_FAILURE.min(interval)
             }
         }
@@ -149,14 +172,20 @@ impl Discovery {
 impl BackgroundService for Discovery {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let cfg = self.state.config.load().discovery.clone();
-        if cfg.mode != DiscoveryMode::Dns {
-            return;
+        match cfg.mode {
+            DiscoveryMode::Static => return,
+            DiscoveryMode::Dns => {}
+            #[cfg(feature = "k8s")]
+            DiscoveryMode::K8s => return k8s::run(self.state.clone(), cfg.k8s, shutdown).await,
+            // Refused by the config's validation in a build without the feature.
+            #[cfg(not(feature = "k8s"))]
+            DiscoveryMode::K8s => return,
         }
         let source = match DnsSource::new(&cfg.dns) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "DNS discovery cannot start");
-                *self.state.discovery.last_error.lock() = Some(e);
+                self.state.discovery.failed(e);
                 return;
             }
         };

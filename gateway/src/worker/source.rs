@@ -15,6 +15,8 @@ pub enum WorkerSource {
     Engine,
     /// `[discovery] mode = "dns"`: a record of the discovery name.
     Dns,
+    /// `[discovery] mode = "k8s"`: an endpoint of the selected EndpointSlices.
+    K8s,
 }
 
 impl WorkerSource {
@@ -24,11 +26,12 @@ impl WorkerSource {
             Self::Api => "api",
             Self::Engine => "engine",
             Self::Dns => "dns",
+            Self::K8s => "k8s",
         }
     }
 
     /// Found by discovery: added and removed by it, kept across config reloads.
     pub fn is_discovered(self) -> bool {
-        matches!(self, Self::Dns)
+        matches!(self, Self::Dns | Self::K8s)
     }
 }

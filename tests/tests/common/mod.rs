@@ -7,6 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 pub mod dnsmasq;
+pub mod kube_api;
 pub mod redis;
 
 use sagellm_gateway::config::{Config, WorkerConfig};
