@@ -1,8 +1,14 @@
-//! Workers found in DNS (`[discovery] mode = "dns"`) from a real DNS server (`dnsmasq`) on
-//! loopback, in front of sims bound on 127.0.0.2–4 (one port, as pods behind a headless
-//! Service): records added and removed follow the pool, a removed worker's stream finishes,
-//! DNS gone keeps the last good set, an empty answer empties it, SRV records give ports and
-//! weights (backups ignored), static workers are never duplicated nor dropped.
+//! Workers found where they run, in front of sims bound on 127.0.0.2–4 (one port, as pods).
+//!
+//! DNS (`[discovery] mode = "dns"`) from a real DNS server (`dnsmasq`) on loopback: records
+//! added and removed follow the pool, a removed worker's stream finishes, DNS gone keeps the
+//! last good set, an empty answer empties it, SRV records give ports and weights (backups
+//! ignored), static workers are never duplicated nor dropped.
+//!
+//! Kubernetes (`mode = "k8s"`) from a fake API server speaking the list/watch protocol (no
+//! real one runs offline; see `common::kube_api`): the kube client over plain HTTP with a
+//! kubeconfig, ready endpoints are workers, a terminating one drains while its stream
+//! finishes, a dropped watch resumes, a `410 Gone` re-lists and drops a pod deleted unseen.
 
 mod common;
 
@@ -10,11 +16,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::dnsmasq::{a, srv, DnsServer, Record};
+use common::kube_api::KubeApi;
 use common::{chat_body, client, expect_error, served_by, sim, stop_gateway, test_config};
 use futures_util::StreamExt;
 use sagellm_gateway::config::{Config, DiscoveryMode, Strategy};
 use sagellm_gateway::server::{spawn as spawn_gateway, RunningGateway};
-use sagellm_gateway::views::{StatusInfo, WorkerInfo, WorkerSource};
+use sagellm_gateway::views::{Lifecycle, StatusInfo, WorkerInfo, WorkerSource};
 use sagellm_sim::{SimConfig, SimHandle};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -305,4 +312,185 @@ async fn srv_records_give_ports_and_weights_and_static_workers_stay() {
     assert_eq!(v["discovery"]["workers"], 0);
     assert_eq!(answered_by(&gw, 3).await, ["x"]);
     stop_gateway(gw).await;
+}
+
+/// An EndpointSlice of the `vllm` Service (model `m`, port `http`), with these endpoints as
+/// `(ip, ready, terminating)`.
+fn vllm_slice(name: &str, port: u16, endpoints: &[(&str, bool, bool)]) -> Value {
+    let eps: Vec<Value> = endpoints
+        .iter()
+        .map(|(ip, ready, terminating)| {
+            json!({
+                "addresses": [ip],
+                "conditions": {"ready": ready, "serving": ready | terminating, "terminating": terminating},
+                "targetRef": {"kind": "Pod", "name": format!("vllm-{ip}")}
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "llm", "labels": {
+            "app": "vllm", "kubernetes.io/service-name": "vllm", "sagellm.io/model": "m"
+        }},
+        "addressType": "IPv4",
+        "ports": [{"name": "metrics", "port": 9, "protocol": "TCP"}, {"name": "http", "port": port, "protocol": "TCP"}],
+        "endpoints": eps
+    })
+}
+
+async fn state_of(gw: &RunningGateway, url: &str) -> Option<Lifecycle> {
+    let ws: Vec<WorkerInfo> = get(gw, "/api/workers").await;
+    ws.into_iter().find(|w| w.url == url).map(|w| w.state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slices_are_watched_through_drops_and_gone() {
+    let slow_b = SimConfig {
+        tpot: Duration::from_millis(10),
+        output_tokens: 600,
+        ..sim("b", "m")
+    };
+    let (port, _sims) = sims_on_one_port(vec![sim("a", "m"), slow_b, sim("c", "m")]).await;
+    let (ua, ub, uc) = (
+        url("127.0.0.2", port),
+        url("127.0.0.3", port),
+        url("127.0.0.4", port),
+    );
+    let api = KubeApi::start().await;
+    api.apply(vllm_slice(
+        "vllm-1",
+        port,
+        &[("127.0.0.2", true, false), ("127.0.0.3", true, false), ("127.0.0.9", false, false)],
+    ));
+    // Another Service's slice: not selected.
+    let mut other = vllm_slice("other-1", port, &[("127.0.0.4", true, false)]);
+    other["metadata"]["labels"]["app"] = json!("other");
+    api.apply(other);
+    let dir = std::env::temp_dir().join(format!("sagellm-kube-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig("llm", "sa-token")).unwrap();
+    let gw = gateway(&[], |c| {
+        c.discovery.mode = DiscoveryMode::K8s;
+        c.discovery.k8s.selector = "app=vllm".into();
+        c.discovery.k8s.port_name = "http".into();
+        c.discovery.k8s.kubeconfig = Some(kubeconfig.to_string_lossy().into_owned());
+    })
+    .await;
+
+    // The ready endpoints are workers of model `m` (from the slice's label); the not-ready
+    // one and the other Service's are not.
+    pool_becomes(&gw, &[ua.clone(), ub.clone()], "the initial list").await;
+    tokio::time::timeout(Duration::from_secs(15), gw.state.wait_routable(2))
+        .await
+        .expect("both pods become routable");
+    let ws: Vec<WorkerInfo> = get(&gw, "/api/workers").await;
+    assert!(ws
+        .iter()
+        .all(|w| w.source == WorkerSource::K8s && w.models == ["m"]));
+    assert_eq!(answered_by(&gw, 12).await, ["a", "b"]);
+    let (paths, tokens) = api.seen();
+    assert!(
+        paths[0].starts_with("/namespaces/llm/endpointslices?")
+            && paths[0].contains("labelSelector=app=vllm"),
+        "namespace from the kubeconfig context, selector sent: {paths:?}"
+    );
+    assert!(tokens.iter().all(|t| t == "sa-token") && !tokens.is_empty());
+    let st: StatusInfo = get(&gw, "/api/status").await;
+    assert_eq!((st.discovery.mode.as_str(), st.discovery.workers), ("k8s", 2));
+
+    // A pod scales up: MODIFIED.
+    api.apply(vllm_slice(
+        "vllm-1",
+        port,
+        &[("127.0.0.2", true, false), ("127.0.0.3", true, false), ("127.0.0.4", true, false)],
+    ));
+    pool_becomes(&gw, &[ua.clone(), ub.clone(), uc.clone()], "a pod added").await;
+    tokio::time::timeout(Duration::from_secs(15), gw.state.wait_routable(3))
+        .await
+        .expect("c becomes routable");
+
+    // b terminates during a long stream: it drains (no new requests), the stream goes on; then
+    // its endpoint goes and the stream still ends whole.
+    let stream = loop {
+        let mut body = chat_body("m", "a long answer");
+        body["stream"] = json!(true);
+        body["max_tokens"] = json!(600);
+        let resp = client()
+            .post(format!("{}/v1/chat/completions", gw.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        if served_by(&resp) == "b" {
+            break resp;
+        }
+        resp.bytes().await.unwrap();
+    };
+    let finishing = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut chunks = stream.bytes_stream();
+        while let Some(c) = chunks.next().await {
+            text.push_str(&String::from_utf8_lossy(&c.unwrap()));
+        }
+        text
+    });
+    api.apply(vllm_slice(
+        "vllm-1",
+        port,
+        &[("127.0.0.2", true, false), ("127.0.0.3", false, true), ("127.0.0.4", true, false)],
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while state_of(&gw, &ub).await != Some(Lifecycle::Draining) {
+        assert!(tokio::time::Instant::now() < deadline, "b never drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answered_by(&gw, 8).await, ["a", "c"]);
+    api.apply(vllm_slice(
+        "vllm-1",
+        port,
+        &[("127.0.0.2", true, false), ("127.0.0.4", true, false)],
+    ));
+    pool_becomes(&gw, &[ua.clone(), uc.clone()], "the terminated pod gone").await;
+    assert!(!finishing.is_finished(), "b's stream outlived its endpoint");
+    let text = finishing.await.unwrap();
+    assert!(
+        text.trim_end().ends_with("data: [DONE]") && !text.contains("\"error\""),
+        "the terminated pod's stream ends whole"
+    );
+
+    // The watch drops (an API server restart): the client watches again from where it was,
+    // and sees what changed meanwhile.
+    let before = api.served();
+    api.drop_watches();
+    api.apply(vllm_slice(
+        "vllm-2",
+        port,
+        &[("127.0.0.3", true, false)],
+    ));
+    pool_becomes(&gw, &[ua.clone(), ub.clone(), uc.clone()], "after a dropped watch").await;
+    let after = api.served();
+    assert!(after.watches > before.watches, "{before:?} -> {after:?}");
+    assert_eq!(after.lists, before.lists, "a dropped watch resumes without a re-list");
+
+    // History compacted while the watch was down, and vllm-2 deleted without an event the
+    // client could see: the resumed watch gets 410 Gone, the client re-lists, and the pod
+    // that went unseen leaves (no stale worker).
+    api.expire(Some("vllm-2"));
+    pool_becomes(&gw, &[ua.clone(), uc.clone()], "re-listed after 410 Gone").await;
+    let relisted = api.served();
+    assert!(relisted.gone >= 1 && relisted.lists > after.lists, "{relisted:?}");
+    let st: StatusInfo = get(&gw, "/api/status").await;
+    assert!(st.discovery.lookups_failed >= 1, "the 410 is counted");
+    assert_eq!(answered_by(&gw, 6).await, ["a", "c"]);
+
+    // The Service's last slice deleted: no workers.
+    api.delete("vllm-1");
+    pool_becomes(&gw, &[], "the slice deleted").await;
+    let st: StatusInfo = get(&gw, "/api/status").await;
+    assert!(st.discovery.last_error.is_none(), "watching again: {st:?}");
+    stop_gateway(gw).await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }
