@@ -80,7 +80,10 @@ async fn get<T: serde::de::DeserializeOwned>(gw: &RunningGateway, path: &str) ->
 /// The pool's workers as sorted `(url, source, weight)`.
 async fn pool(gw: &RunningGateway) -> Vec<(String, WorkerSource, u32)> {
     let ws: Vec<WorkerInfo> = get(gw, "/api/workers").await;
-    let mut v: Vec<_> = ws.into_iter().map(|w| (w.url, w.source, w.weight)).collect();
+    let mut v: Vec<_> = ws
+        .into_iter()
+        .map(|w| (w.url, w.source, w.weight))
+        .collect();
     v.sort_by(|x, y| x.0.cmp(&y.0));
     v
 }
@@ -172,7 +175,10 @@ async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
     );
     assert_eq!(answered_by(&gw, 12).await, ["a", "b"]);
     let st: StatusInfo = get(&gw, "/api/status").await;
-    assert_eq!((st.discovery.mode.as_str(), st.discovery.workers), ("dns", 2));
+    assert_eq!(
+        (st.discovery.mode.as_str(), st.discovery.workers),
+        ("dns", 2)
+    );
     assert!(st.discovery.lookups_ok >= 1 && st.discovery.last_error.is_none());
     assert_eq!(metric(&gw, "llm_gateway_discovered_workers").await, 2.0);
 
@@ -244,7 +250,10 @@ async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
     dns.restart(&[a("other.sagellm.test", "127.0.0.9")]);
     pool_becomes(&gw, &[], "an empty answer").await;
     let st: StatusInfo = get(&gw, "/api/status").await;
-    assert!(st.discovery.last_error.is_none(), "an empty answer is an answer");
+    assert!(
+        st.discovery.last_error.is_none(),
+        "an empty answer is an answer"
+    );
     let resp = client()
         .post(format!("{}/v1/chat/completions", gw.url()))
         .json(&chat_body("m", "anyone?"))
@@ -361,7 +370,11 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
     api.apply(vllm_slice(
         "vllm-1",
         port,
-        &[("127.0.0.2", true, false), ("127.0.0.3", true, false), ("127.0.0.9", false, false)],
+        &[
+            ("127.0.0.2", true, false),
+            ("127.0.0.3", true, false),
+            ("127.0.0.9", false, false),
+        ],
     ));
     // Another Service's slice: not selected.
     let mut other = vllm_slice("other-1", port, &[("127.0.0.4", true, false)]);
@@ -398,13 +411,20 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
     );
     assert!(tokens.iter().all(|t| t == "sa-token") && !tokens.is_empty());
     let st: StatusInfo = get(&gw, "/api/status").await;
-    assert_eq!((st.discovery.mode.as_str(), st.discovery.workers), ("k8s", 2));
+    assert_eq!(
+        (st.discovery.mode.as_str(), st.discovery.workers),
+        ("k8s", 2)
+    );
 
     // A pod scales up: MODIFIED.
     api.apply(vllm_slice(
         "vllm-1",
         port,
-        &[("127.0.0.2", true, false), ("127.0.0.3", true, false), ("127.0.0.4", true, false)],
+        &[
+            ("127.0.0.2", true, false),
+            ("127.0.0.3", true, false),
+            ("127.0.0.4", true, false),
+        ],
     ));
     pool_becomes(&gw, &[ua.clone(), ub.clone(), uc.clone()], "a pod added").await;
     tokio::time::timeout(Duration::from_secs(15), gw.state.wait_routable(3))
@@ -440,7 +460,11 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
     api.apply(vllm_slice(
         "vllm-1",
         port,
-        &[("127.0.0.2", true, false), ("127.0.0.3", false, true), ("127.0.0.4", true, false)],
+        &[
+            ("127.0.0.2", true, false),
+            ("127.0.0.3", false, true),
+            ("127.0.0.4", true, false),
+        ],
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while state_of(&gw, &ub).await != Some(Lifecycle::Draining) {
@@ -465,15 +489,19 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
     // and sees what changed meanwhile.
     let before = api.served();
     api.drop_watches();
-    api.apply(vllm_slice(
-        "vllm-2",
-        port,
-        &[("127.0.0.3", true, false)],
-    ));
-    pool_becomes(&gw, &[ua.clone(), ub.clone(), uc.clone()], "after a dropped watch").await;
+    api.apply(vllm_slice("vllm-2", port, &[("127.0.0.3", true, false)]));
+    pool_becomes(
+        &gw,
+        &[ua.clone(), ub.clone(), uc.clone()],
+        "after a dropped watch",
+    )
+    .await;
     let after = api.served();
     assert!(after.watches > before.watches, "{before:?} -> {after:?}");
-    assert_eq!(after.lists, before.lists, "a dropped watch resumes without a re-list");
+    assert_eq!(
+        after.lists, before.lists,
+        "a dropped watch resumes without a re-list"
+    );
 
     // History compacted while the watch was down, and vllm-2 deleted without an event the
     // client could see: the resumed watch gets 410 Gone, the client re-lists, and the pod
@@ -481,7 +509,10 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
     api.expire(Some("vllm-2"));
     pool_becomes(&gw, &[ua.clone(), uc.clone()], "re-listed after 410 Gone").await;
     let relisted = api.served();
-    assert!(relisted.gone >= 1 && relisted.lists > after.lists, "{relisted:?}");
+    assert!(
+        relisted.gone >= 1 && relisted.lists > after.lists,
+        "{relisted:?}"
+    );
     let st: StatusInfo = get(&gw, "/api/status").await;
     assert!(st.discovery.lookups_failed >= 1, "the 410 is counted");
     assert_eq!(answered_by(&gw, 6).await, ["a", "c"]);

@@ -59,8 +59,8 @@ pub fn workers(workers: &[WorkerInfo]) -> String {
         .collect();
     table(
         &[
-            "#", "URL", "SOURCE", "KIND", "MODELS", "STATE", "BREAKER", "INFLIGHT", "RUN/WAIT", "KV", "HIT",
-            "LAT_MS", "TTFT_MS", "SERVED", "ERRORS",
+            "#", "URL", "SOURCE", "KIND", "MODELS", "STATE", "BREAKER", "INFLIGHT", "RUN/WAIT",
+            "KV", "HIT", "LAT_MS", "TTFT_MS", "SERVED", "ERRORS",
         ],
         &rows,
     )

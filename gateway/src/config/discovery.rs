@@ -172,7 +172,11 @@ pub struct DiscoveryEnv {
 
 impl DiscoveryEnv {
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let set = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let set = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let number = |name: &str| -> Result<Option<u64>, ConfigError> {
             set(name)
                 .map(|v| {
@@ -310,7 +314,11 @@ mod tests {
             ("LLM_DISCOVERY_DNS_SERVER", "127.0.0.1:5353"),
             ("LLM_DISCOVERY_INTERVAL_SECONDS", "3"),
         ];
-        let get = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
         let env = DiscoveryEnv::from_env(get).unwrap();
         let mut c = DiscoveryConfig::default();
         env.apply(&mut c);
@@ -323,9 +331,16 @@ mod tests {
         let k8s = [
             ("LLM_DISCOVERY_MODE", "k8s"),
             ("LLM_DISCOVERY_K8S_NAMESPACE", "llm"),
-            ("LLM_DISCOVERY_K8S_SELECTOR", "kubernetes.io/service-name=vllm"),
+            (
+                "LLM_DISCOVERY_K8S_SELECTOR",
+                "kubernetes.io/service-name=vllm",
+            ),
         ];
-        let get = |k: &str| k8s.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let get = |k: &str| {
+            k8s.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
         let mut c = DiscoveryConfig::default();
         DiscoveryEnv::from_env(get).unwrap().apply(&mut c);
         assert_eq!(c.mode, DiscoveryMode::K8s);
@@ -340,7 +355,10 @@ mod tests {
                 .field
         };
         assert_eq!(bad("LLM_DISCOVERY_MODE", "k9s"), "LLM_DISCOVERY_MODE");
-        assert_eq!(bad("LLM_DISCOVERY_DNS_PORT", "70000"), "LLM_DISCOVERY_DNS_PORT");
+        assert_eq!(
+            bad("LLM_DISCOVERY_DNS_PORT", "70000"),
+            "LLM_DISCOVERY_DNS_PORT"
+        );
         assert_eq!(
             bad("LLM_DISCOVERY_INTERVAL_SECONDS", "soon"),
             "LLM_DISCOVERY_INTERVAL_SECONDS"

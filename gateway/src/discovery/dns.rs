@@ -58,7 +58,8 @@ impl DnsSource {
     pub fn new(cfg: &DnsDiscoveryConfig) -> Result<Self, String> {
         let mut builder = match cfg.server_addr()? {
             Some(addr) => {
-                let servers = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+                let servers =
+                    NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
                 TokioResolver::builder_with_config(
                     ResolverConfig::from_parts(None, vec![], servers),
                     TokioConnectionProvider::default(),

@@ -53,7 +53,10 @@ pub fn targets<'a>(
                 .iter()
                 .find(|p| p.name.as_deref() == Some(cfg.port_name.as_str()))
         };
-        let Some(port) = port.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok()) else {
+        let Some(port) = port
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+        else {
             continue;
         };
         let models = slice
@@ -97,7 +100,9 @@ pub fn apply(state: &AppState, found: &[Target]) {
         .iter()
         .filter_map(|t| {
             WorkerSpec::new(&t.url, 1, t.models.clone())
-                .map_err(|e| tracing::warn!(url = %t.url, error = %e, "discovered endpoint skipped"))
+                .map_err(
+                    |e| tracing::warn!(url = %t.url, error = %e, "discovered endpoint skipped"),
+                )
                 .ok()
         })
         .collect();

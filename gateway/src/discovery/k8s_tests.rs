@@ -49,7 +49,10 @@ fn ready_endpoints_are_workers_and_terminating_ones_drain() {
     let mut c = cfg();
     c.model_label = "other".into();
     c.models = vec!["m".into()];
-    assert_eq!(targets([&a], &c)[0], t("http://10.0.0.1:9090", &["m"], false));
+    assert_eq!(
+        targets([&a], &c)[0],
+        t("http://10.0.0.1:9090", &["m"], false)
+    );
     // A named port the slice lacks: no workers from it.
     c.port_name = "grpc".into();
     assert!(targets([&a], &c).is_empty());

@@ -81,10 +81,7 @@ impl DiscoveryState {
         let (mode, name) = match cfg.mode {
             DiscoveryMode::Static => ("static", String::new()),
             DiscoveryMode::Dns => ("dns", cfg.dns.name.clone()),
-            DiscoveryMode::K8s => (
-                "k8s",
-                format!("{}/{}", cfg.k8s.namespace, cfg.k8s.selector),
-            ),
+            DiscoveryMode::K8s => ("k8s", format!("{}/{}", cfg.k8s.namespace, cfg.k8s.selector)),
         };
         DiscoveryStatus {
             mode: mode.into(),

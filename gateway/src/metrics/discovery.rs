@@ -39,8 +39,7 @@ impl DiscoveryMetrics {
             counter.reset();
             counter.inc_by(n.load(Relaxed));
         }
-        self.workers.set(
-            i64::try_from(crate::discovery::discovered_count(state)).unwrap_or(i64::MAX),
-        );
+        self.workers
+            .set(i64::try_from(crate::discovery::discovered_count(state)).unwrap_or(i64::MAX));
     }
 }

@@ -18,14 +18,14 @@ pub use crate::control::types::{
     Backend, ControlStatus, EngineCounts, EngineInfo, ExitInfo, GpuInfo, GpuReport,
 };
 pub use crate::dashboard::feed::{Hello, Point, Tick};
+pub use crate::discovery::DiscoveryStatus;
 pub use crate::reload::{ReloadError, ReloadStatus};
 pub use crate::sched::QueueStatus;
 pub use crate::session::api::SessionList;
 pub use crate::session::SessionView;
 pub use crate::worker::breaker::{BreakerState, BreakerView};
 pub use crate::worker::kind::WorkerKind;
-pub use crate::worker::source::WorkerSource;
-pub use crate::discovery::DiscoveryStatus;
 pub use crate::worker::load::LoadView;
+pub use crate::worker::source::WorkerSource;
 pub use crate::worker::state::Lifecycle;
 pub use crate::worker::stats::StatsView;

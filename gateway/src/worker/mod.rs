@@ -21,8 +21,8 @@ use arc_swap::ArcSwap;
 
 use breaker::{BreakerSettings, CircuitBreaker};
 pub use kind::WorkerKind;
-pub use source::WorkerSource;
 use load::Load;
+pub use source::WorkerSource;
 use spec::WorkerSpec;
 use state::Health;
 use stats::Stats;

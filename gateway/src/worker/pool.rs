@@ -136,14 +136,11 @@ impl PoolHandle {
                 if kept.iter().any(|w: &Arc<Worker>| w.spec.url == spec.url) {
                     continue; // duplicate entry
                 }
-                match old
-                    .iter()
-                    .find(|w| {
-                        w.spec.url == spec.url
-                            && w.spec.models == spec.models
-                            && w.spec.source == spec.source
-                    })
-                {
+                match old.iter().find(|w| {
+                    w.spec.url == spec.url
+                        && w.spec.models == spec.models
+                        && w.spec.source == spec.source
+                }) {
                     Some(w) => {
                         w.set_weight(spec.weight);
                         kept.push(w.clone());
@@ -322,7 +319,11 @@ mod tests {
         let h = PoolHandle::new(vec![spec(1, 1)]);
         let dns = WorkerSource::Dns;
         let (added, removed) = h.sync_discovered(dns, vec![spec(1, 1), spec(2, 3), spec(3, 1)]);
-        assert_eq!((added.len(), removed.len()), (2, 0), "port 1 is static already");
+        assert_eq!(
+            (added.len(), removed.len()),
+            (2, 0),
+            "port 1 is static already"
+        );
         let p = h.load_full();
         let sources: Vec<_> = p.workers.iter().map(|w| w.spec.source).collect();
         assert_eq!(sources, [WorkerSource::Static, dns, dns]);

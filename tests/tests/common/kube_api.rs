@@ -197,7 +197,10 @@ async fn endpointslices(
     let watch = matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
     let mut g = inner.lock().unwrap();
     let query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    g.paths.push(format!("/namespaces/{ns}/endpointslices?{}", query.join("&")));
+    g.paths.push(format!(
+        "/namespaces/{ns}/endpointslices?{}",
+        query.join("&")
+    ));
     if let Some(t) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -207,7 +210,11 @@ async fn endpointslices(
     }
     if !watch {
         g.lists += 1;
-        let items: Vec<&Value> = g.slices.values().filter(|s| matches(&selector, s)).collect();
+        let items: Vec<&Value> = g
+            .slices
+            .values()
+            .filter(|s| matches(&selector, s))
+            .collect();
         let list = json!({
             "kind": "EndpointSliceList",
             "apiVersion": "discovery.k8s.io/v1",
