@@ -323,8 +323,8 @@ async fn srv_records_give_ports_and_weights_and_static_workers_stay() {
     stop_gateway(gw).await;
 }
 
-/// An EndpointSlice of the `vllm` Service (model `m`, port `http`), with these endpoints as
-/// `(ip, ready, terminating)`.
+/// An EndpointSlice of the `vllm` Service (port `http`), with these endpoints as
+/// `(ip, ready, terminating)`; pod `vllm-<ip>` behind each.
 fn vllm_slice(name: &str, port: u16, endpoints: &[(&str, bool, bool)]) -> Value {
     let eps: Vec<Value> = endpoints
         .iter()
@@ -340,7 +340,7 @@ fn vllm_slice(name: &str, port: u16, endpoints: &[(&str, bool, bool)]) -> Value 
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {"name": name, "namespace": "llm", "labels": {
-            "app": "vllm", "kubernetes.io/service-name": "vllm", "sagellm.io/model": "m"
+            "app": "vllm", "kubernetes.io/service-name": "vllm"
         }},
         "addressType": "IPv4",
         "ports": [{"name": "metrics", "port": 9, "protocol": "TCP"}, {"name": "http", "port": port, "protocol": "TCP"}],
@@ -360,13 +360,19 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
         output_tokens: 600,
         ..sim("b", "m")
     };
-    let (port, _sims) = sims_on_one_port(vec![sim("a", "m"), slow_b, sim("c", "m")]).await;
+    // c also serves `other`, but its pod's annotation declares `m` only.
+    let c = SimConfig {
+        models: vec!["m".into(), "other".into()],
+        ..sim("c", "m")
+    };
+    let (port, _sims) = sims_on_one_port(vec![sim("a", "m"), slow_b, c]).await;
     let (ua, ub, uc) = (
         url("127.0.0.2", port),
         url("127.0.0.3", port),
         url("127.0.0.4", port),
     );
     let api = KubeApi::start().await;
+    api.put_pod("vllm-127.0.0.4", json!({"sagellm.io/model": "m"}));
     api.apply(vllm_slice(
         "vllm-1",
         port,
@@ -392,8 +398,8 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
     })
     .await;
 
-    // The ready endpoints are workers of model `m` (from the slice's label); the not-ready
-    // one and the other Service's are not.
+    // The ready endpoints are workers (models from their `/v1/models`: their pods declare
+    // none); the not-ready one and the other Service's are not.
     pool_becomes(&gw, &[ua.clone(), ub.clone()], "the initial list").await;
     tokio::time::timeout(Duration::from_secs(15), gw.state.wait_routable(2))
         .await
@@ -430,6 +436,17 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
     tokio::time::timeout(Duration::from_secs(15), gw.state.wait_routable(3))
         .await
         .expect("c becomes routable");
+    let ws: Vec<WorkerInfo> = get(&gw, "/api/workers").await;
+    let c_info = ws.iter().find(|w| w.url == uc).unwrap();
+    assert_eq!(c_info.models, ["m"], "the pod's annotation names its model");
+    let reads = api.pod_reads();
+    for pod in ["vllm-127.0.0.2", "vllm-127.0.0.3", "vllm-127.0.0.4"] {
+        assert_eq!(
+            reads.iter().filter(|r| *r == pod).count(),
+            1,
+            "each pod read once: {reads:?}"
+        );
+    }
 
     // b terminates during a long stream: it drains (no new requests), the stream goes on; then
     // its endpoint goes and the stream still ends whole.

@@ -19,9 +19,10 @@ pub struct K8sDiscoveryConfig {
     /// A kubeconfig file. Unset: in-cluster (the pod's ServiceAccount), else `$KUBECONFIG`,
     /// else `~/.kube/config`.
     pub kubeconfig: Option<String>,
-    /// A slice label naming the model its workers serve (from the Service's labels).
+    /// The key naming a worker's model: an annotation or label of its pod (read once per
+    /// pod), else a label of its slice (from the Service's labels). Empty: not looked up.
     pub model_label: String,
-    /// Models of workers whose slice has no `model_label`. Empty: each worker's
+    /// Models of workers whose pod and slice name none. Empty: each worker's
     /// `GET /v1/models`.
     pub models: Vec<String>,
 }

@@ -9,8 +9,11 @@
 //!   error) makes the watcher re-list, and the re-listed set replaces the old one whole
 //!   (`InitDone`), so a pod deleted while the watch was down does not linger.
 //!
-//! The models of a slice's workers come from its `model_label` (slices carry their Service's
-//! labels), else `[discovery.k8s] models`, else each worker's `GET /v1/models`.
+//! A worker's models come from its pod's `model_label` annotation or label ([`k8s_pods`]),
+//! else its slice's `model_label` (slices carry their Service's labels), else
+//! `[discovery.k8s] models`, else the worker's `GET /v1/models`.
+//!
+//! [`k8s_pods`]: super::k8s_pods
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use pingora::server::ShutdownWatch;
 
+use super::k8s_pods::PodModels;
 use crate::config::discovery::K8sDiscoveryConfig;
 use crate::state::AppState;
 use crate::worker::spec::WorkerSpec;
@@ -35,6 +39,8 @@ pub struct Target {
     pub models: Vec<String>,
     /// The pod is shutting down: drain it.
     pub terminating: bool,
+    /// The pod behind the endpoint (its `targetRef`), when it names one.
+    pub pod: Option<String>,
 }
 
 /// The workers of these slices, sorted by URL (one per URL: a pod listed by two slices
@@ -83,10 +89,16 @@ pub fn targets<'a>(
             } else {
                 format!("http://{addr}:{port}")
             };
+            let pod = ep
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| r.name.clone());
             let t = by_url.entry(url.clone()).or_insert(Target {
                 url,
                 models: models.clone(),
                 terminating,
+                pod,
             });
             t.terminating &= terminating || !ready;
         }
@@ -162,6 +174,7 @@ pub async fn run(state: Arc<AppState>, cfg: K8sDiscoveryConfig, mut shutdown: Sh
         cfg.namespace.clone()
     };
     tracing::info!(%namespace, selector = %cfg.selector, "Kubernetes discovery started");
+    let mut pods = PodModels::new(client.clone(), &namespace, &cfg.model_label);
     let api: Api<EndpointSlice> = Api::namespaced(client, &namespace);
     let mut events = watcher::watcher(api, watcher::Config::default().labels(&cfg.selector))
         .default_backoff()
@@ -197,7 +210,9 @@ pub async fn run(state: Arc<AppState>, cfg: K8sDiscoveryConfig, mut shutdown: Sh
             }
         }
         d.answered();
-        apply(&state, &targets(slices.values(), &cfg));
+        let mut found = targets(slices.values(), &cfg);
+        pods.resolve(&mut found).await;
+        apply(&state, &found);
     }
 }
 

@@ -19,6 +19,8 @@
 pub mod dns;
 #[cfg(feature = "k8s")]
 pub mod k8s;
+#[cfg(feature = "k8s")]
+pub mod k8s_pods;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

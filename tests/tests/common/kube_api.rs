@@ -3,7 +3,8 @@
 //! list/watch protocol the kube client speaks — a list with a resource version, then a
 //! newline-delimited JSON watch from it (ADDED / MODIFIED / DELETED), a watch the test can
 //! drop, and a `410 Gone` ERROR event for a resource version older than the last compaction,
-//! which makes the client re-list. Label selectors of the form `k=v,k2=v2` are honoured.
+//! which makes the client re-list. Label selectors of the form `k=v,k2=v2` are honoured. Pods
+//! (`GET .../pods/{name}`, for their model annotation) are what the test put there, else 404.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -39,6 +40,8 @@ struct Inner {
     gone: u64,
     paths: Vec<String>,
     tokens: Vec<String>,
+    pods: BTreeMap<String, Value>,
+    pod_reads: Vec<String>,
 }
 
 pub struct KubeApi {
@@ -84,6 +87,7 @@ impl KubeApi {
                 "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
                 get(endpointslices),
             )
+            .route("/api/v1/namespaces/{ns}/pods/{name}", get(pod))
             .with_state((inner.clone(), tx.clone()));
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -170,6 +174,20 @@ impl KubeApi {
             watches: g.watches,
             gone: g.gone,
         }
+    }
+
+    /// A pod with these annotations (what `GET` on it returns).
+    pub fn put_pod(&self, name: &str, annotations: Value) {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "llm", "annotations": annotations},
+        });
+        self.inner.lock().unwrap().pods.insert(name.into(), pod);
+    }
+
+    /// The pods read, in order.
+    pub fn pod_reads(&self) -> Vec<String> {
+        self.inner.lock().unwrap().pod_reads.clone()
     }
 
     /// The request paths (with queries) and bearer tokens seen.
@@ -261,6 +279,24 @@ async fn endpointslices(
         .chain(live)
         .map(|line| Ok::<_, Infallible>(Bytes::from(line)));
     Response::new(Body::from_stream(body))
+}
+
+async fn pod(
+    State((inner, _)): State<Shared>,
+    Path((_ns, name)): Path<(String, String)>,
+) -> Response {
+    let mut g = inner.lock().unwrap();
+    g.pod_reads.push(name.clone());
+    match g.pods.get(&name) {
+        Some(p) => axum::Json(p.clone()).into_response(),
+        None => {
+            let status = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("pods \"{name}\" not found"), "reason": "NotFound", "code": 404
+            });
+            (StatusCode::NOT_FOUND, axum::Json(status)).into_response()
+        }
+    }
 }
 
 /// Whether an event line's object matches the selector.
