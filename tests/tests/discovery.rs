@@ -106,6 +106,19 @@ async fn pool_becomes(gw: &RunningGateway, urls: &[String], what: &str) {
     }
 }
 
+/// Poll `/api/workers` until every worker of the pool is READY (bounded).
+async fn all_ready(gw: &RunningGateway, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let ws: Vec<WorkerInfo> = get(gw, "/api/workers").await;
+        if ws.iter().all(|w| w.state == Lifecycle::Ready) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {ws:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Which sims answer `n` plain requests.
 async fn answered_by(gw: &RunningGateway, n: usize) -> Vec<String> {
     let mut names = Vec::new();
@@ -145,15 +158,16 @@ fn url(ip: &str, port: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
-    // b streams a long answer (600 tokens, 10 ms each) when asked for one.
+    // b streams a long answer (2000 tokens, 5 ms each) when asked for one.
     let slow_b = SimConfig {
-        tpot: Duration::from_millis(10),
-        output_tokens: 600,
+        tpot: Duration::from_millis(5),
+        output_tokens: 2000,
         ..sim("b", "m")
     };
     let (port, _sims) = sims_on_one_port(vec![sim("a", "m"), slow_b, sim("c", "m")]).await;
     let records = |ips: &[&str]| -> Vec<Record> { ips.iter().map(|ip| a(NAME, ip)).collect() };
-    let mut dns = DnsServer::start(&records(&["127.0.0.2", "127.0.0.3"]));
+    let mut dns =
+        tokio::task::block_in_place(|| DnsServer::start(&records(&["127.0.0.2", "127.0.0.3"])));
     let server = dns.addr();
     let gw = gateway(&[], |c| {
         c.discovery.dns.name = NAME.into();
@@ -187,7 +201,7 @@ async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
     let stream = loop {
         let mut body = chat_body("m", "a long answer");
         body["stream"] = json!(true);
-        body["max_tokens"] = json!(600);
+        body["max_tokens"] = json!(2000);
         let resp = client()
             .post(format!("{}/v1/chat/completions", gw.url()))
             .json(&body)
@@ -207,7 +221,7 @@ async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
         }
         text
     });
-    dns.restart(&records(&["127.0.0.2", "127.0.0.4"]));
+    tokio::task::block_in_place(|| dns.restart(&records(&["127.0.0.2", "127.0.0.4"])));
     pool_becomes(
         &gw,
         &[url("127.0.0.2", port), url("127.0.0.4", port)],
@@ -221,9 +235,7 @@ async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
         "the removed worker's stream ends whole: {}",
         &text[text.len().saturating_sub(300)..]
     );
-    tokio::time::timeout(Duration::from_secs(15), gw.state.wait_routable(2))
-        .await
-        .expect("c becomes routable");
+    all_ready(&gw, "c becomes ready").await;
     assert_eq!(answered_by(&gw, 12).await, ["a", "c"]);
 
     // DNS gone: lookups fail, the last good set stays and serves.
@@ -247,7 +259,7 @@ async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
     // DNS back, with no record for the name (the Service scaled to zero): the pool empties
     // and requests get a clear error (no worker serves the model); a record again brings its
     // worker back.
-    dns.restart(&[a("other.sagellm.test", "127.0.0.9")]);
+    tokio::task::block_in_place(|| dns.restart(&[a("other.sagellm.test", "127.0.0.9")]));
     pool_becomes(&gw, &[], "an empty answer").await;
     let st: StatusInfo = get(&gw, "/api/status").await;
     assert!(
@@ -262,11 +274,9 @@ async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
         .unwrap();
     let e = expect_error(resp, 404).await;
     assert_eq!(e["error"]["code"], "model_not_found");
-    dns.restart(&records(&["127.0.0.3"]));
+    tokio::task::block_in_place(|| dns.restart(&records(&["127.0.0.3"])));
     pool_becomes(&gw, &[url("127.0.0.3", port)], "a record again").await;
-    tokio::time::timeout(Duration::from_secs(15), gw.state.wait_routable(1))
-        .await
-        .expect("b is back");
+    all_ready(&gw, "b is back").await;
     assert_eq!(answered_by(&gw, 3).await, ["b"]);
     stop_gateway(gw).await;
 }
@@ -315,7 +325,7 @@ async fn srv_records_give_ports_and_weights_and_static_workers_stay() {
     assert_eq!(pool(&gw).await, want);
 
     // The SRV records go (NXDOMAIN for the name): the static worker stays.
-    dns.restart(&[a("pods.sagellm.test", "127.0.0.1")]);
+    tokio::task::block_in_place(|| dns.restart(&[a("pods.sagellm.test", "127.0.0.1")]));
     pool_becomes(&gw, &[x.url()], "SRV records removed").await;
     let v: Value = get(&gw, "/api/status").await;
     assert_eq!(v["discovery"]["workers"], 0);
@@ -356,8 +366,8 @@ async fn state_of(gw: &RunningGateway, url: &str) -> Option<Lifecycle> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_slices_are_watched_through_drops_and_gone() {
     let slow_b = SimConfig {
-        tpot: Duration::from_millis(10),
-        output_tokens: 600,
+        tpot: Duration::from_millis(5),
+        output_tokens: 2000,
         ..sim("b", "m")
     };
     // c also serves `other`, but its pod's annotation declares `m` only.
@@ -433,9 +443,7 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
         ],
     ));
     pool_becomes(&gw, &[ua.clone(), ub.clone(), uc.clone()], "a pod added").await;
-    tokio::time::timeout(Duration::from_secs(15), gw.state.wait_routable(3))
-        .await
-        .expect("c becomes routable");
+    all_ready(&gw, "c becomes ready").await;
     let ws: Vec<WorkerInfo> = get(&gw, "/api/workers").await;
     let c_info = ws.iter().find(|w| w.url == uc).unwrap();
     assert_eq!(c_info.models, ["m"], "the pod's annotation names its model");
@@ -448,12 +456,23 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
         );
     }
 
+    // Taken out through the management API, a discovered worker comes back at the next
+    // resync (every interval_seconds): the pool converges to the slices.
+    let resp = client()
+        .delete(format!("{}/api/workers/127.0.0.4:{port}", gw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    pool_becomes(&gw, &[ua.clone(), ub.clone(), uc.clone()], "resynced").await;
+    all_ready(&gw, "c is back").await;
+
     // b terminates during a long stream: it drains (no new requests), the stream goes on; then
     // its endpoint goes and the stream still ends whole.
     let stream = loop {
         let mut body = chat_body("m", "a long answer");
         body["stream"] = json!(true);
-        body["max_tokens"] = json!(600);
+        body["max_tokens"] = json!(2000);
         let resp = client()
             .post(format!("{}/v1/chat/completions", gw.url()))
             .json(&body)

@@ -49,24 +49,18 @@ impl Engines {
     pub fn replace_pool(
         &self,
         pool: &PoolHandle,
-        mut specs: Vec<WorkerSpec>,
+        specs: Vec<WorkerSpec>,
     ) -> (Vec<Arc<Worker>>, Vec<Arc<Worker>>) {
         let _membership = self.membership.lock();
-        let current = pool.load_full();
-        for e in self.all() {
-            let run = e.run.lock();
-            if let Some(w) = &run.worker {
-                let present = current.workers.iter().any(|c| c.uid == w.uid);
-                if present && !specs.iter().any(|s| s.url == w.spec.url) {
-                    specs.push(w.spec.clone());
-                }
-            }
-        }
-        for w in &current.workers {
-            if w.spec.source.is_discovered() && !specs.iter().any(|s| s.url == w.spec.url) {
-                specs.push(w.spec.clone());
-            }
-        }
-        pool.replace(specs)
+        let engines: Vec<u64> = self
+            .all()
+            .iter()
+            .filter_map(|e| e.run.lock().worker.as_ref().map(|w| w.uid))
+            .collect();
+        // Decided inside the pool's own change, on the pool as it is then: a worker that
+        // discovery adds or removes meanwhile is neither lost nor brought back.
+        pool.replace_keeping(specs, |w| {
+            engines.contains(&w.uid) || w.spec.source.is_discovered()
+        })
     }
 }

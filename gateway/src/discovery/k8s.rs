@@ -5,9 +5,11 @@
 //! - a terminating one is kept but draining: no new requests, its streams finish;
 //! - one that is gone (pod deleted, slice deleted) leaves; its in-flight requests end on their
 //!   handle;
-//! - a dropped watch resumes from the last resource version; a `410 Gone` (or any watch
-//!   error) makes the watcher re-list, and the re-listed set replaces the old one whole
-//!   (`InitDone`), so a pod deleted while the watch was down does not linger.
+//! - a dropped watch resumes from the last resource version; a `410 Gone` makes the watcher
+//!   re-list (other errors retry with backoff), and the re-listed set replaces the old one
+//!   whole (`InitDone`), so a pod deleted while the watch was down does not linger;
+//! - every `interval_seconds` the last set is applied again, so the pool converges to it
+//!   whatever else changed membership meanwhile.
 //!
 //! A worker's models come from its pod's `model_label` annotation or label ([`k8s_pods`]),
 //! else its slice's `model_label` (slices carry their Service's labels), else
@@ -15,8 +17,9 @@
 //!
 //! [`k8s_pods`]: super::k8s_pods
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -106,8 +109,10 @@ pub fn targets<'a>(
     by_url.into_values().collect()
 }
 
-/// Set the pool's Kubernetes workers to `found`; terminating ones drain.
-pub fn apply(state: &AppState, found: &[Target]) {
+/// Set the pool's Kubernetes workers to `found`; terminating ones drain. `drained` holds the
+/// URLs this discovery drained: one listed ready again is undrained (a drain from the
+/// management API is left alone).
+pub fn apply(state: &AppState, found: &[Target], drained: &mut HashSet<String>) {
     let specs: Vec<WorkerSpec> = found
         .iter()
         .filter_map(|t| {
@@ -119,18 +124,25 @@ pub fn apply(state: &AppState, found: &[Target]) {
         })
         .collect();
     let changed = super::sync(state, WorkerSource::K8s, specs);
-    let mut drained = false;
+    drained.retain(|url| found.iter().any(|t| &t.url == url));
+    let mut flipped = false;
     for w in state.pool.load().workers.iter() {
-        if w.spec.source == WorkerSource::K8s
-            && !w.health.is_draining()
-            && found.iter().any(|t| t.terminating && t.url == w.spec.url)
-        {
+        if w.spec.source != WorkerSource::K8s {
+            continue;
+        }
+        let terminating = found.iter().any(|t| t.terminating && t.url == w.spec.url);
+        if terminating && !w.health.is_draining() {
             tracing::info!(worker = %w.id, "pod terminating: worker drains");
             w.health.set_draining(true);
-            drained = true;
+            drained.insert(w.spec.url.clone());
+            flipped = true;
+        } else if !terminating && drained.remove(&w.spec.url) {
+            tracing::info!(worker = %w.id, "endpoint ready again: worker undrained");
+            w.health.set_draining(false);
+            flipped = true;
         }
     }
-    if drained && !changed {
+    if flipped && !changed {
         state.publish_routable();
     }
 }
@@ -156,9 +168,15 @@ fn key(s: &EndpointSlice) -> String {
     s.metadata.name.clone().unwrap_or_default()
 }
 
-/// Watch until shutdown. A configuration that cannot make a client is reported and ends the
-/// task (the static workers still serve).
-pub async fn run(state: Arc<AppState>, cfg: K8sDiscoveryConfig, mut shutdown: ShutdownWatch) {
+/// Watch until shutdown; every `resync` the last set is applied again (a worker taken out by
+/// the management API, or whose URL another source gave up, comes back). A configuration that
+/// cannot make a client is reported and ends the task (the static workers still serve).
+pub async fn run(
+    state: Arc<AppState>,
+    cfg: K8sDiscoveryConfig,
+    resync: Duration,
+    mut shutdown: ShutdownWatch,
+) {
     let d = &state.discovery;
     let client = match client(&cfg).await {
         Ok(c) => c,
@@ -174,6 +192,7 @@ pub async fn run(state: Arc<AppState>, cfg: K8sDiscoveryConfig, mut shutdown: Sh
         cfg.namespace.clone()
     };
     tracing::info!(%namespace, selector = %cfg.selector, "Kubernetes discovery started");
+    d.set_name(format!("{namespace}/{}", cfg.selector));
     let mut pods = PodModels::new(client.clone(), &namespace, &cfg.model_label);
     let api: Api<EndpointSlice> = Api::namespaced(client, &namespace);
     let mut events = watcher::watcher(api, watcher::Config::default().labels(&cfg.selector))
@@ -181,10 +200,17 @@ pub async fn run(state: Arc<AppState>, cfg: K8sDiscoveryConfig, mut shutdown: Sh
         .boxed();
     let mut slices: BTreeMap<String, EndpointSlice> = BTreeMap::new();
     let mut listing: Option<BTreeMap<String, EndpointSlice>> = None;
+    let mut found: Vec<Target> = Vec::new();
+    let mut drained = HashSet::new();
+    let mut synced = false;
     loop {
         let event = tokio::select! {
             _ = shutdown.changed() => return,
             e = events.next() => e,
+            _ = tokio::time::sleep(resync), if synced => {
+                apply(&state, &found, &mut drained);
+                continue;
+            }
         };
         let Some(event) = event else { return };
         match event {
@@ -204,15 +230,16 @@ pub async fn run(state: Arc<AppState>, cfg: K8sDiscoveryConfig, mut shutdown: Sh
                 slices.remove(&key(&s));
             }
             Err(e) => {
-                tracing::warn!(error = %e, "Kubernetes watch failed: keeping the last good set, re-listing");
+                tracing::warn!(error = %e, "Kubernetes watch failed: keeping the last good set (a 410 Gone re-lists)");
                 d.failed(e.to_string());
                 continue;
             }
         }
         d.answered();
-        let mut found = targets(slices.values(), &cfg);
+        found = targets(slices.values(), &cfg);
         pods.resolve(&mut found).await;
-        apply(&state, &found);
+        apply(&state, &found, &mut drained);
+        synced = true;
     }
 }
 

@@ -12,6 +12,9 @@ use kube::{Api, Client};
 
 use super::k8s::Target;
 
+/// Longest wait for one pod read (the watch waits meanwhile).
+const POD_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct PodModels {
     api: Api<Pod>,
     key: String,
@@ -51,7 +54,8 @@ impl PodModels {
         for t in targets.iter_mut() {
             let Some(pod) = t.pod.clone() else { continue };
             if !self.known.contains_key(&pod) && !self.denied {
-                match self.api.get_opt(&pod).await {
+                let read = tokio::time::timeout(POD_READ_LIMIT, self.api.get_opt(&pod)).await;
+                match read.unwrap_or_else(|_| Err(kube::Error::Service("timed out".into()))) {
                     Ok(found) => {
                         let model = found.as_ref().and_then(|p| declared(p, &self.key));
                         self.known.insert(pod.clone(), model);

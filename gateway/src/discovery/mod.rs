@@ -64,9 +64,15 @@ pub struct DiscoveryState {
     pub lookups_ok: AtomicU64,
     pub lookups_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// What is watched, once known (the Kubernetes namespace may come from the kubeconfig).
+    name: Mutex<Option<String>>,
 }
 
 impl DiscoveryState {
+    pub fn set_name(&self, name: String) {
+        *self.name.lock() = Some(name);
+    }
+
     /// An answer (a lookup, a watch event) was applied.
     pub fn answered(&self) {
         self.lookups_ok.fetch_add(1, Relaxed);
@@ -83,7 +89,13 @@ impl DiscoveryState {
         let (mode, name) = match cfg.mode {
             DiscoveryMode::Static => ("static", String::new()),
             DiscoveryMode::Dns => ("dns", cfg.dns.name.clone()),
-            DiscoveryMode::K8s => ("k8s", format!("{}/{}", cfg.k8s.namespace, cfg.k8s.selector)),
+            DiscoveryMode::K8s => (
+                "k8s",
+                self.name
+                    .lock()
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/{}", cfg.k8s.namespace, cfg.k8s.selector)),
+            ),
         };
         DiscoveryStatus {
             mode: mode.into(),
@@ -175,7 +187,10 @@ impl BackgroundService for Discovery {
             DiscoveryMode::Static => return,
             DiscoveryMode::Dns => {}
             #[cfg(feature = "k8s")]
-            DiscoveryMode::K8s => return k8s::run(self.state.clone(), cfg.k8s, shutdown).await,
+            DiscoveryMode::K8s => {
+                let resync = Duration::from_secs(cfg.interval_seconds);
+                return k8s::run(self.state.clone(), cfg.k8s, resync, shutdown).await;
+            }
             // Refused by the config's validation in a build without the feature.
             #[cfg(not(feature = "k8s"))]
             DiscoveryMode::K8s => return,

@@ -130,6 +130,17 @@ impl PoolHandle {
     /// Set the membership to `specs`: same-URL workers are kept (weight updated), new ones are
     /// created in STARTING, missing ones dropped. Returns (added, removed) workers.
     pub fn replace(&self, specs: Vec<WorkerSpec>) -> (Vec<Arc<Worker>>, Vec<Arc<Worker>>) {
+        self.replace_keeping(specs, |_| false)
+    }
+
+    /// [`Self::replace`], also keeping (as they are) the current workers for which `keep`
+    /// holds and whose URL `specs` lacks — decided on the pool as it is when the change is
+    /// made, so a concurrent discovery or engine change is never undone.
+    pub fn replace_keeping(
+        &self,
+        specs: Vec<WorkerSpec>,
+        keep: impl Fn(&Worker) -> bool,
+    ) -> (Vec<Arc<Worker>>, Vec<Arc<Worker>>) {
         self.modify(|old| {
             let mut kept = Vec::with_capacity(specs.len());
             for spec in specs {
@@ -148,20 +159,28 @@ impl PoolHandle {
                     None => kept.push(Arc::new(Worker::new(spec))),
                 }
             }
+            for w in old {
+                if keep(w) && !kept.iter().any(|k| k.spec.url == w.spec.url) {
+                    kept.push(w.clone());
+                }
+            }
             kept
         })
     }
 
-    /// Add one worker; an existing URL is an error.
+    /// Add one worker; an existing URL is an error, unless discovery found it: the new
+    /// source (the API, an engine) takes it over.
     pub fn add(&self, spec: WorkerSpec) -> Result<Arc<Worker>, String> {
         let mut created = None;
         self.modify(|old| {
             let mut next = old.to_vec();
-            if !old.iter().any(|w| w.spec.url == spec.url) {
-                let w = Arc::new(Worker::new(spec.clone()));
-                created = Some(w.clone());
-                next.push(w);
+            let w = Arc::new(Worker::new(spec.clone()));
+            match old.iter().position(|w| w.spec.url == spec.url) {
+                Some(i) if old[i].spec.source.is_discovered() => next[i] = w.clone(),
+                Some(_) => return next,
+                None => next.push(w.clone()),
             }
+            created = Some(w);
             next
         });
         created.ok_or_else(|| format!("worker {} is already in the pool", spec.url))
@@ -169,9 +188,10 @@ impl PoolHandle {
 
     /// Set the workers found by discovery `source` to `specs`: this source's workers missing
     /// from `specs` leave (their in-flight requests finish on their handle), new URLs join in
-    /// STARTING, those still listed keep their state (weight updated). A URL already in the
-    /// pool from another source (the config, the API, an engine) stays that source's: it is
-    /// neither duplicated nor ever removed here. Returns (added, removed).
+    /// STARTING, those still listed keep their state (weight updated; a change of models makes
+    /// a new worker). A URL already in the pool from another source (the config, the API, an
+    /// engine) stays that source's: it is neither duplicated nor ever removed here. Returns
+    /// (added, removed).
     pub fn sync_discovered(
         &self,
         source: WorkerSource,
@@ -184,8 +204,14 @@ impl PoolHandle {
                 .cloned()
                 .collect();
             for spec in specs {
-                match next.iter().find(|w| w.spec.url == spec.url) {
-                    Some(w) if w.spec.source == source => w.set_weight(spec.weight),
+                match next.iter().position(|w| w.spec.url == spec.url) {
+                    Some(i) if next[i].spec.source == source => {
+                        if next[i].spec.models == spec.models {
+                            next[i].set_weight(spec.weight);
+                        } else {
+                            next[i] = Arc::new(Worker::new(WorkerSpec { source, ..spec }));
+                        }
+                    }
                     Some(_) => {}
                     None => next.push(Arc::new(Worker::new(WorkerSpec { source, ..spec }))),
                 }
@@ -341,6 +367,50 @@ mod tests {
         assert_eq!(removed.len(), 1);
         assert_eq!(h.load().workers.len(), 1, "the static worker stays");
         assert_eq!(h.load().workers[0].spec.source, WorkerSource::Static);
+    }
+
+    #[test]
+    fn discovered_workers_give_way_and_follow_their_models() {
+        let h = PoolHandle::new(vec![spec(1, 1)]);
+        let k8s = WorkerSource::K8s;
+        h.sync_discovered(k8s, vec![spec(2, 1), spec(3, 1)]);
+        let uid2 = h.load().workers[1].uid;
+        // The API takes over a discovered URL; discovery then leaves it alone.
+        let api = h
+            .add(WorkerSpec {
+                source: WorkerSource::Api,
+                ..spec(2, 1)
+            })
+            .unwrap();
+        assert_ne!(api.uid, uid2);
+        assert_eq!(h.load().workers.len(), 3);
+        let (added, removed) = h.sync_discovered(k8s, vec![spec(3, 1)]);
+        assert!(
+            added.is_empty() && removed.is_empty(),
+            "port 2 is the API's now"
+        );
+        // A reload keeps discovered workers (kept as they are) unless the config names them.
+        let uid3 = h.load().workers[2].uid;
+        h.replace_keeping(vec![spec(1, 1)], |w| w.spec.source.is_discovered());
+        let p = h.load_full();
+        assert_eq!(p.workers.len(), 2, "the API's worker goes with the reload");
+        assert_eq!(p.workers[1].uid, uid3);
+        h.replace_keeping(vec![spec(1, 1), spec(3, 1)], |w| {
+            w.spec.source.is_discovered()
+        });
+        assert_eq!(h.load().workers[1].spec.source, WorkerSource::Static);
+        assert_eq!(h.load().workers.len(), 2, "the config's entry wins, once");
+        // New models for a discovered URL: a new worker with them.
+        h.sync_discovered(k8s, vec![spec(4, 1)]);
+        let uid4 = h.load().workers[2].uid;
+        let with_models = WorkerSpec {
+            models: vec!["llama".into()],
+            ..spec(4, 1)
+        };
+        let (added, removed) = h.sync_discovered(k8s, vec![with_models]);
+        assert_eq!((added.len(), removed.len()), (1, 1));
+        assert_ne!(h.load().workers[2].uid, uid4);
+        assert_eq!(h.load().workers[2].spec.models, ["llama"]);
     }
 
     #[test]
