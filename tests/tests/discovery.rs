@@ -119,6 +119,35 @@ async fn all_ready(gw: &RunningGateway, what: &str) {
     }
 }
 
+/// Start long streams until one is served by sim `name` (the others are read to their end);
+/// the task reads that one to its end and returns its text.
+async fn long_stream_on(gw: &RunningGateway, name: &str) -> tokio::task::JoinHandle<String> {
+    let stream = loop {
+        let mut body = chat_body("m", "a long answer");
+        body["stream"] = json!(true);
+        body["max_tokens"] = json!(2000);
+        let resp = client()
+            .post(format!("{}/v1/chat/completions", gw.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        if served_by(&resp) == name {
+            break resp;
+        }
+        resp.bytes().await.unwrap();
+    };
+    tokio::spawn(async move {
+        let mut text = String::new();
+        let mut chunks = stream.bytes_stream();
+        while let Some(c) = chunks.next().await {
+            text.push_str(&String::from_utf8_lossy(&c.unwrap()));
+        }
+        text
+    })
+}
+
 /// Which sims answer `n` plain requests.
 async fn answered_by(gw: &RunningGateway, n: usize) -> Vec<String> {
     let mut names = Vec::new();
@@ -198,29 +227,7 @@ async fn a_records_follow_the_fleet_and_dns_faults_keep_the_last_good_set() {
 
     // A long stream on b, then b's record goes and c's comes: the pool follows, and b's
     // stream still finishes on b.
-    let stream = loop {
-        let mut body = chat_body("m", "a long answer");
-        body["stream"] = json!(true);
-        body["max_tokens"] = json!(2000);
-        let resp = client()
-            .post(format!("{}/v1/chat/completions", gw.url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        if served_by(&resp) == "b" {
-            break resp;
-        }
-    };
-    let finishing = tokio::spawn(async move {
-        let mut text = String::new();
-        let mut chunks = stream.bytes_stream();
-        while let Some(c) = chunks.next().await {
-            text.push_str(&String::from_utf8_lossy(&c.unwrap()));
-        }
-        text
-    });
+    let finishing = long_stream_on(&gw, "b").await;
     tokio::task::block_in_place(|| dns.restart(&records(&["127.0.0.2", "127.0.0.4"])));
     pool_becomes(
         &gw,
@@ -469,30 +476,7 @@ async fn endpoint_slices_are_watched_through_drops_and_gone() {
 
     // b terminates during a long stream: it drains (no new requests), the stream goes on; then
     // its endpoint goes and the stream still ends whole.
-    let stream = loop {
-        let mut body = chat_body("m", "a long answer");
-        body["stream"] = json!(true);
-        body["max_tokens"] = json!(2000);
-        let resp = client()
-            .post(format!("{}/v1/chat/completions", gw.url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        if served_by(&resp) == "b" {
-            break resp;
-        }
-        resp.bytes().await.unwrap();
-    };
-    let finishing = tokio::spawn(async move {
-        let mut text = String::new();
-        let mut chunks = stream.bytes_stream();
-        while let Some(c) = chunks.next().await {
-            text.push_str(&String::from_utf8_lossy(&c.unwrap()));
-        }
-        text
-    });
+    let finishing = long_stream_on(&gw, "b").await;
     api.apply(vllm_slice(
         "vllm-1",
         port,
