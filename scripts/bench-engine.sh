@@ -22,12 +22,27 @@ ensure_build_deps
 ensure_apt curl python3-venv
 [ -n "${SAGELLM_MODEL:-}" ] || "$ROOT/scripts/fetch-model.sh"
 VENV="$HOME/.cache/sagellm-bench-venv"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
+# llama.cpp is built for this CPU (GGML_NATIVE). Its AMX tile kernels fault on CPUs whose
+# hypervisor advertises AMX but does not run it (a general protection fault at `ldtilecfg` on
+# the first request, seen on the 2-core Xeon VM), so they are turned off where AMX is
+# advertised; LLAMA_CMAKE_ARGS overrides.
+AMX_OFF="-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+if [ -z "${LLAMA_CMAKE_ARGS+x}" ]; then
+  LLAMA_CMAKE_ARGS=""
+  grep -qw amx_tile /proc/cpuinfo && LLAMA_CMAKE_ARGS="$AMX_OFF"
+fi
+STAMP="$VENV/.sagellm-cmake-args"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import llama_cpp.server' 2>/dev/null \
+   || [ "$(cat "$STAMP" 2>/dev/null)" != "$LLAMA_CMAKE_ARGS" ]; then
   log "installing llama-cpp-python[server] into $VENV (compiles llama.cpp: several minutes)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'llama-cpp-python[server]'
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/pip" install -q 'llama-cpp-python[server]'
+  # Already installed with other build flags: build it again with these.
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/pip" install -q --force-reinstall --no-deps \
+    --no-cache-dir llama-cpp-python
+  printf '%s' "$LLAMA_CMAKE_ARGS" >"$STAMP"
 fi
-(cd "$ROOT" && cargo build --release --locked -p sagellm-engine -p sagellm-gateway)
+build_release
 
 PIDS=()
 cleanup() { [ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
@@ -66,6 +81,7 @@ FLEET = f"{THREADS}x1-thread fleet"
 TARGETS = [("sagellm-engine", EP), ("llama.cpp", LP), (FLEET, GP)]
 STORY = "Write a long, detailed story about a dragon who lives in a mountain and the village below it."
 LONG = ("The history of the city is long and full of events. " * 40).strip()
+LONG_1K = ("The history of the city is long and full of events. " * 80).strip()  # ~1,000 tokens
 
 MODELS = {}
 
@@ -105,10 +121,11 @@ def stream(port, content, max_tokens):
     decode = (n - 1) / (last - first) if n > 1 and last > first else 0.0
     return (first - t0 if first else wall), decode, n, wall
 
-def prefill(port):
-    """Prompt tokens per second: a ~500-token prompt, one output token."""
+def prefill(port, r):
+    """Prompt tokens per second: a ~500-token prompt (new each round: no prefix-cache hit),
+    one output token."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=900)
-    body = json.dumps({"model": model(port), "messages": [{"role": "user", "content": LONG}], "max_tokens": 1,
+    body = json.dumps({"model": model(port), "messages": [{"role": "user", "content": f"Round {r}, prefill. {LONG}"}], "max_tokens": 1,
                        "temperature": 0})
     t0 = time.perf_counter()
     c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
@@ -126,19 +143,21 @@ def concurrent(port, n):
     [t.join() for t in ts]
     return sum(o[2] for o in out) / (time.perf_counter() - t0)
 
-results = {name: {"prefill": [], "decode": [], "ttft": [], 1: [], 4: [], 8: []} for name, _ in TARGETS}
+results = {name: {"prefill": [], "decode": [], "ttft": [], "ttft_1k": [], 1: [], 4: [], 8: []} for name, _ in TARGETS}
 for _, port in TARGETS:
     stream(port, "Hi", 4)  # warm-up
 for r in range(ROUNDS):
     for name, port in TARGETS:
         res = results[name]
-        res["prefill"].append(prefill(port))
+        res["prefill"].append(prefill(port, r))
         ttft, dec, n, _ = stream(port, STORY, DECODE)
         res["decode"].append(dec); res["ttft"].append(ttft)
+        # A unique head per round and target: neither engine may answer from a prefix cache.
+        res["ttft_1k"].append(stream(port, f"Round {r}, long prompt. {LONG_1K}", 2)[0])
         for k in (1, 4, 8):
             res[k].append(concurrent(port, k))
         print(f"round {r + 1} {name:15s} prefill {res['prefill'][-1]:7.1f}  decode {dec:6.1f} ({n} tok)  "
-              f"ttft {ttft:.3f}s  agg1 {res[1][-1]:6.1f}  agg4 {res[4][-1]:6.1f}  agg8 {res[8][-1]:6.1f}",
+              f"ttft {ttft:.3f}s  ttft_1k {res['ttft_1k'][-1]:.3f}s  agg1 {res[1][-1]:6.1f}  agg4 {res[4][-1]:6.1f}  agg8 {res[8][-1]:6.1f}",
               file=sys.stderr, flush=True)
 
 med = lambda xs: statistics.median(xs)
@@ -150,5 +169,8 @@ for label, key in [("prompt (prefill, ~500-token prompt)", "prefill"), ("decode,
                    ("aggregate, 1 stream", 1), ("aggregate, 4 streams", 4), ("aggregate, 8 streams", 8)]:
     a, b, c = med(e[key]), med(l[key]), med(f[key])
     print(f"| {label} | {a:.1f} | {b:.1f} | {a / b:.2f}x | {c:.1f} | {c / b:.2f}x |")
-print(f"| time to first token, ~40-token prompt (s) | {med(e['ttft']):.3f} | {med(l['ttft']):.3f} | | {med(f['ttft']):.3f} | |")
+for label, key in [("time to first token, ~40-token prompt (s)", "ttft"),
+                   ("time to first token, ~1,000-token prompt (s)", "ttft_1k")]:
+    a, b, c = med(e[key]), med(l[key]), med(f[key])
+    print(f"| {label} | {a:.3f} | {b:.3f} | {a / b:.2f}x | {c:.3f} | {c / b:.2f}x |")
 PY

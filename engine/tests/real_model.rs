@@ -480,6 +480,42 @@ async fn a_partial_answer_is_continued() {
     assert_eq!(resp.status(), 400);
 }
 
+/// The speed work (the patched quantized matmul in third_party/candle-core, the pinned engine
+/// thread) must not change what the model says: greedy outputs on fixed prompts, short and
+/// long (one ~1,000-token prompt), are those recorded before it (`tests/golden/greedy.json`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_outputs_match_the_recorded_ones() {
+    let _serial = SERIAL.lock().await;
+    let golden: Value = serde_json::from_str(include_str!("golden/greedy.json")).unwrap();
+    for case in golden["cases"].as_array().unwrap() {
+        let times = case["times"].as_u64().unwrap() as usize;
+        let prompt = vec![case["repeat"].as_str().unwrap(); times].join(" ")
+            + case["then"].as_str().unwrap();
+        let max_tokens = case["max_tokens"].as_u64().unwrap();
+        let (path, body) = match case["endpoint"].as_str().unwrap() {
+            "chat" => ("/v1/chat/completions", chat(&prompt, max_tokens as u32)),
+            _ => (
+                "/v1/completions",
+                json!({"model":"smollm2","prompt":prompt,"max_tokens":max_tokens,"temperature":0}),
+            ),
+        };
+        let v: Value = post(path, body).await.json().await.unwrap();
+        let choice = &v["choices"][0];
+        let text = choice["message"]["content"]
+            .as_str()
+            .or(choice["text"].as_str())
+            .unwrap_or_else(|| panic!("no text in {v}"));
+        assert_eq!(v["usage"]["prompt_tokens"], case["prompt_tokens"], "{v}");
+        assert_eq!(v["usage"]["completion_tokens"], max_tokens, "{v}");
+        assert_eq!(
+            text,
+            case["text"].as_str().unwrap(),
+            "greedy output changed for {:?}",
+            case["repeat"]
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_openai_errors() {
     let _serial = SERIAL.lock().await;

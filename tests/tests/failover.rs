@@ -19,7 +19,11 @@ fn sim_text(n: u32) -> String {
 }
 
 fn stream_body(content: &str) -> Value {
-    json!({"model": "m", "stream": true, "max_tokens": 100,
+    stream_body_max(content, 100)
+}
+
+fn stream_body_max(content: &str, max_tokens: u32) -> Value {
+    json!({"model": "m", "stream": true, "max_tokens": max_tokens,
         "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": content}]})
 }
@@ -72,7 +76,13 @@ impl Seen {
 }
 
 async fn stream(fleet: &Fleet, content: impl AsRef<str>) -> Seen {
-    let resp = fleet.chat(&stream_body(content.as_ref())).await;
+    stream_max(fleet, content, 100).await
+}
+
+async fn stream_max(fleet: &Fleet, content: impl AsRef<str>, max_tokens: u32) -> Seen {
+    let resp = fleet
+        .chat(&stream_body_max(content.as_ref(), max_tokens))
+        .await;
     assert_eq!(resp.status(), 200);
     let first_worker = served_by(&resp);
     let raw = resp.text().await.expect("the stream ends");
@@ -136,6 +146,42 @@ async fn twenty_streams_survive_workers_dying_mid_stream() {
     fleet.stop().await;
 }
 
+/// The continuation asks for what is left of the client's `max_tokens`: 20 streams of a
+/// 16-token budget on sims that would say 24 end after exactly 16 tokens with `length`, however
+/// many times they moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_stream_keeps_the_clients_token_budget() {
+    const BUDGET: u32 = 16;
+    let fleet = Fleet::start(
+        vec![
+            generating("a", 24),
+            generating("b", 24),
+            generating("c", 24),
+        ],
+        |c| c.routing.strategy = Strategy::RoundRobin,
+    )
+    .await;
+    fleet.sims[0].control().set_break_after_tokens(Some(5));
+    fleet.sims[1].control().set_break_after_tokens(Some(11));
+    let seen = futures_util::future::join_all(
+        (0..20).map(|i| stream_max(&fleet, format!("budget {i}"), BUDGET)),
+    )
+    .await;
+    for s in &seen {
+        s.assert_whole(BUDGET);
+        let finishes: Vec<&Value> = s
+            .events
+            .iter()
+            .filter_map(|e| e["choices"][0].get("finish_reason"))
+            .filter(|f| !f.is_null())
+            .collect();
+        assert_eq!(finishes, [&json!("length")], "{}", s.raw);
+    }
+    assert!(seen.iter().any(|s| s.first_worker != "c"));
+    assert!(failover_total(&fleet, "broken", "resumed").await > 0);
+    fleet.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_mid_stream_is_continued_elsewhere() {
     let slow = SimConfig {
@@ -191,11 +237,24 @@ async fn a_stalled_stream_moves_after_the_stall_timeout() {
         s.control().set_output_tokens(12);
     }
     fleet.sims[0].control().set_stall_after_tokens(Some(4));
-    for i in 0..4 {
-        let s = stream(&fleet, &format!("stall {i}")).await;
+    let timed = |i: u32| {
+        let fleet = &fleet;
+        async move {
+            let started = std::time::Instant::now();
+            let s = stream(fleet, format!("stall {i}")).await;
+            (s, started.elapsed())
+        }
+    };
+    let seen = futures_util::future::join_all((0..20).map(timed)).await;
+    for (s, took) in &seen {
         s.assert_whole(12);
+        // Not a speed check: a stream that had to wait for the 120 s read timeout (or the
+        // client's 30 s) instead of the 300 ms stall timeout would take far longer than this.
+        assert!(*took < Duration::from_secs(15), "{took:?}: {}", s.raw);
     }
-    assert!(failover_total(&fleet, "stalled", "resumed").await >= 1);
+    let stalled = seen.iter().filter(|(s, _)| s.first_worker == "a").count() as u64;
+    assert!(stalled > 0, "some streams started on the stalling worker");
+    assert_eq!(failover_total(&fleet, "stalled", "resumed").await, stalled);
     fleet.stop().await;
 }
 

@@ -271,6 +271,8 @@ async fn attempt(
     down: &mut Downstream,
 ) -> Result<(), AttemptError> {
     let read_timeout = Duration::from_millis(ctx.config.upstream.read_timeout_ms);
+    // The client's stream began on an earlier worker: this attempt continues it.
+    let continuing = down.started;
     let req = upstream_request(session, ctx, spec, body)?;
     ctx.sent_at = Some(std::time::Instant::now());
     let resp = match tokio::time::timeout(read_timeout, gw.state.client.request(spec, req)).await {
@@ -324,8 +326,10 @@ async fn attempt(
         ms => down.splice.as_ref().map(|_| Duration::from_millis(ms)),
     };
     // Once this worker's stream has started, a silence longer than `stall` moves it — unless
-    // no other worker could take it, when the usual read timeout applies.
-    let mut streaming = false;
+    // no other worker could take it, when the usual read timeout applies. A continuation is
+    // mid-stream for the client from its first byte on: a worker that answers and then sends
+    // nothing is a stall too, not a wait of the whole read timeout.
+    let mut streaming = continuing;
     let mut patient = false;
     loop {
         let done = down.splice.as_ref().is_some_and(Splice::is_done);
