@@ -24,9 +24,12 @@ ensure_apt curl python3-venv
 VENV="$HOME/.cache/sagellm-bench-venv"
 # llama.cpp is built for this CPU (GGML_NATIVE). Its AMX tile kernels fault on CPUs whose
 # hypervisor advertises AMX but does not run it (a general protection fault at `ldtilecfg` on
-# the first request, seen on the 2-core Xeon VM), so they are turned off where AMX is
-# advertised; LLAMA_CMAKE_ARGS overrides.
-AMX_OFF="-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+# the first request, seen on the 2-core Xeon VM), so where AMX is advertised it is built for
+# the same CPU's AVX-512/VNNI level without AMX (-march=native would enable AMX whatever the
+# GGML_AMX_* options say); LLAMA_CMAKE_ARGS overrides.
+AMX_OFF="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+AMX_OFF+=" -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON"
+AMX_OFF+=" -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 if [ -z "${LLAMA_CMAKE_ARGS+x}" ]; then
   LLAMA_CMAKE_ARGS=""
   grep -qw amx_tile /proc/cpuinfo && LLAMA_CMAKE_ARGS="$AMX_OFF"

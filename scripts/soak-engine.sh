@@ -3,9 +3,12 @@
 # against one sagellm-engine (default model, all cores, the default pinned engine thread),
 # with its resident memory (VmRSS) sampled every SAMPLE seconds (default 5). It checks what
 # the engine speed work must not break: no deadlock (every stream ends with [DONE] and a
-# `length` finish within its time limit, and the engine keeps answering), greedy output the
-# same for the same prompt all the way through, and memory flat: after the first WARMUP
-# seconds (default 15) no sample exceeds the warm-up peak + 32 MB.
+# `length` finish within its time limit, and the engine keeps answering) and memory flat:
+# after the first WARMUP seconds (default 15) no sample exceeds the warm-up peak + 32 MB.
+# (Greedy text is not compared across rounds: mistral.rs batches whichever sequences are at
+# the same step, and a different batch changes the last bits of the attention, so a stream
+# may pick another token where two were nearly tied. engine/tests/real_model.rs compares
+# greedy outputs one request at a time.)
 #
 #   ./scripts/soak-engine.sh                  # one minute
 #   DURATION=300 ENGINE_ARGS="--pin-engine-thread false" ./scripts/soak-engine.sh
@@ -71,7 +74,7 @@ def stream(prompt):
     return "".join(text)
 
 stop = time.monotonic() + DURATION
-first, errors, counts = {}, [], [0] * STREAMS
+errors, counts = [], [0] * STREAMS
 def worker(i):
     while time.monotonic() < stop:
         try:
@@ -79,8 +82,8 @@ def worker(i):
         except Exception as e:  # noqa: BLE001 - every failure is reported below
             errors.append(f"stream {i}: {e!r}")
             return
-        if first.setdefault(i, text) != text:
-            errors.append(f"stream {i}: greedy output changed between rounds")
+        if not text:
+            errors.append(f"stream {i}: no text")
             return
         counts[i] += 1
 
@@ -109,5 +112,5 @@ if late and max(late) > bound:
 if errors:
     print("FAILED:\n  " + "\n  ".join(errors))
     sys.exit(1)
-print("ok: no hang, no error, greedy output stable, memory flat")
+print("ok: no hang, no error, memory flat")
 PY

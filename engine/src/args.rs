@@ -59,8 +59,10 @@ pub struct EngineArgs {
     /// (needs `--threads` ≥ 2; measured in docs/BENCHMARKS.md)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub pin_engine_thread: bool,
-    /// Prompt prefixes kept in the prefix cache (0 disables it)
-    #[arg(long, default_value_t = 16)]
+    /// Finished sequences kept in mistral.rs's prefix cache (0, the default, disables it).
+    /// mistral.rs 0.8.1 only evicts entries held on a GPU: on CPU a nonzero value keeps every
+    /// distinct conversation's KV cache, and memory grows without bound (docs/BENCHMARKS.md)
+    #[arg(long, default_value_t = 0)]
     pub prefix_cache: usize,
     /// Log format
     #[arg(long, value_parser = ["human", "json"], default_value = "human")]

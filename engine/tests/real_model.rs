@@ -40,7 +40,7 @@ fn args(max_seqs: usize) -> EngineArgs {
         served_model_name: Some("smollm2".into()),
         dtype: Dtype::F32,
         requantize: Requantize::Auto,
-        prefix_cache: 16,
+        prefix_cache: 0,
         pin_engine_thread: true,
         log_format: "human".into(),
     }
