@@ -237,22 +237,14 @@ async fn a_stalled_stream_moves_after_the_stall_timeout() {
         s.control().set_output_tokens(12);
     }
     fleet.sims[0].control().set_stall_after_tokens(Some(4));
-    let timed = |i: u32| {
-        let fleet = &fleet;
-        async move {
-            let started = std::time::Instant::now();
-            let s = stream(fleet, format!("stall {i}")).await;
-            (s, started.elapsed())
-        }
-    };
-    let seen = futures_util::future::join_all((0..20).map(timed)).await;
-    for (s, took) in &seen {
+    // A stream left waiting for the 120 s read timeout would fail at the client's 30 s limit
+    // instead of ending whole.
+    let seen =
+        futures_util::future::join_all((0..20).map(|i| stream(&fleet, format!("stall {i}")))).await;
+    for s in &seen {
         s.assert_whole(12);
-        // Not a speed check: a stream that had to wait for the 120 s read timeout (or the
-        // client's 30 s) instead of the 300 ms stall timeout would take far longer than this.
-        assert!(*took < Duration::from_secs(15), "{took:?}: {}", s.raw);
     }
-    let stalled = seen.iter().filter(|(s, _)| s.first_worker == "a").count() as u64;
+    let stalled = seen.iter().filter(|s| s.first_worker == "a").count() as u64;
     assert!(stalled > 0, "some streams started on the stalling worker");
     assert_eq!(failover_total(&fleet, "stalled", "resumed").await, stalled);
     fleet.stop().await;
