@@ -200,10 +200,12 @@ async fn earliest_deadline_first_and_hopeless_requests_are_refused_early() {
         ["first", "slo-30s", "slo-45s", "slo-60s", "no-slo"]
     );
 
-    // 50 ms to the first token while the only worker is busy for ~300 ms: refused at once
-    // with 429 and Retry-After rather than answered late.
+    // 50 ms to the first token while the only worker is busy (its learnt time to first token
+    // is ~150 ms): refused at once with 429 and Retry-After rather than answered late. The
+    // busy request holds the slot for seconds, so a slow machine cannot free it first.
     let done: Done = Default::default();
     let worker = fleet.gw.state.pool.load().workers[0].clone();
+    fleet.sims[0].control().set_ttft(Duration::from_secs(3));
     let busy = send(&fleet, &done, "busy", &[]);
     eventually("the slot is taken", 10, || worker.load.inflight() == 1).await;
     let resp = fleet
