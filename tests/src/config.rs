@@ -48,6 +48,9 @@ pub struct SimConfig {
     pub output_tokens: u32,
     /// Requests generating at once; more wait in a FIFO queue and count as waiting.
     pub max_running: u32,
+    /// Requests running and waiting at most (0 = no bound); past it a request is refused at
+    /// once with vLLM's `503` (its `--max-num-queued-reqs`). Fixed.
+    pub max_queued_reqs: u32,
     /// `kv_cache_usage_perc` contributed by each running request (total clamped to 1.0).
     pub kv_per_request: f64,
     /// Probability that a request is answered with a 500.
@@ -81,6 +84,7 @@ impl Default for SimConfig {
             cache_blocks: 4096,
             output_tokens: 16,
             max_running: 8,
+            max_queued_reqs: 0,
             kv_per_request: 0.05,
             fail_rate: 0.0,
             status: None,

@@ -59,6 +59,8 @@ pub struct SimStats {
     pub completed_total: u64,
     pub failed_total: u64,
     pub disconnects_total: u64,
+    /// Requests refused because `max_queued_reqs` were running and waiting.
+    pub queue_full_total: u64,
     pub running: u64,
     pub waiting: u64,
     pub kv_cache_usage: f64,
@@ -98,6 +100,7 @@ pub struct SimControl {
     owned_by: String,
     flavor: MetricsFlavor,
     max_running: u32,
+    max_queued_reqs: u32,
     kv_per_request: f64,
     knobs: Mutex<Knobs>,
     rng: Mutex<fastrand::Rng>,
@@ -111,6 +114,8 @@ pub struct SimControl {
     prompt_tokens_total: AtomicU64,
     generation_tokens_total: AtomicU64,
     stream_events_total: AtomicU64,
+    models_requests_total: AtomicU64,
+    queue_full_total: AtomicU64,
     cache: PrefixCache,
     prefix_queries_total: AtomicU64,
     prefix_hits_total: AtomicU64,
@@ -153,6 +158,7 @@ impl SimControl {
             owned_by: cfg.owned_by.clone(),
             flavor: cfg.flavor,
             max_running,
+            max_queued_reqs: cfg.max_queued_reqs,
             kv_per_request: cfg.kv_per_request.max(0.0),
             knobs: Mutex::new(Knobs {
                 status: cfg.status,
@@ -181,6 +187,8 @@ impl SimControl {
             prompt_tokens_total: AtomicU64::new(0),
             generation_tokens_total: AtomicU64::new(0),
             stream_events_total: AtomicU64::new(0),
+            models_requests_total: AtomicU64::new(0),
+            queue_full_total: AtomicU64::new(0),
             cache: PrefixCache::new(cfg.cache_blocks),
             prefix_queries_total: AtomicU64::new(0),
             prefix_hits_total: AtomicU64::new(0),
@@ -224,6 +232,11 @@ impl SimControl {
     /// Size of the running batch (at least 1).
     pub fn max_running(&self) -> u32 {
         self.max_running
+    }
+    /// Whether a new request finds the running and waiting requests at `max_queued_reqs`.
+    pub(crate) fn queue_full(&self) -> bool {
+        let queued = self.running.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed);
+        self.max_queued_reqs > 0 && queued >= u64::from(self.max_queued_reqs)
     }
 
     // ---- knobs ----
@@ -348,6 +361,20 @@ impl SimControl {
     pub(crate) fn record_stream_event(&self) {
         self.stream_events_total.fetch_add(1, Ordering::Relaxed);
     }
+    /// `GET /v1/models` answered so far (a gateway's active health checks ask it).
+    pub fn models_requests_total(&self) -> u64 {
+        self.models_requests_total.load(Ordering::Relaxed)
+    }
+    pub(crate) fn record_models_request(&self) {
+        self.models_requests_total.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Requests refused because the queue was full (`max_queued_reqs`).
+    pub fn queue_full_total(&self) -> u64 {
+        self.queue_full_total.load(Ordering::Relaxed)
+    }
+    pub(crate) fn record_queue_full(&self) {
+        self.queue_full_total.fetch_add(1, Ordering::Relaxed);
+    }
     /// Prompt tokens looked up in the prefix cache.
     pub fn prefix_cache_queries_total(&self) -> u64 {
         self.prefix_queries_total.load(Ordering::Relaxed)
@@ -388,6 +415,7 @@ impl SimControl {
             completed_total: self.completed_total(),
             failed_total: self.failed_total(),
             disconnects_total: self.disconnects_total(),
+            queue_full_total: self.queue_full_total(),
             running: self.running(),
             waiting: self.waiting(),
             kv_cache_usage: self.kv_cache_usage(),

@@ -109,12 +109,12 @@ impl Generation {
                 .saturating_mul(self.n.saturating_sub(1))
     }
 
-    /// `"tok0 tok1 …"`: the full output text (from `tok{start}` when continuing).
+    /// `"tok0 tok1 … "`: the full output text (from `tok{start}` when continuing), the same
+    /// text a stream's deltas add up to, as with vLLM.
     pub fn text(&self) -> String {
         (self.start..self.start + self.n)
-            .map(token)
-            .collect::<Vec<_>>()
-            .join(" ")
+            .map(|i| format!("{} ", token(i)))
+            .collect()
     }
 
     pub fn usage(&self) -> Value {
@@ -255,7 +255,7 @@ mod tests {
         let req = parse(Endpoint::Chat, body.to_string().as_bytes()).unwrap();
         let g = Generation::plan(&req, &k);
         assert_eq!((g.start, g.n, g.finish_reason), (4, 6, "stop"));
-        assert_eq!(g.text(), "tok4 tok5 tok6 tok7 tok8 tok9");
+        assert_eq!(g.text(), "tok4 tok5 tok6 tok7 tok8 tok9 ");
         assert_eq!(g.token_chunk(0)["choices"][0]["delta"]["content"], "tok4 ");
     }
 

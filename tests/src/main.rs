@@ -65,6 +65,9 @@ struct Args {
     /// Requests generating at once; more wait in a FIFO queue.
     #[arg(long, default_value_t = 8)]
     max_running: u32,
+    /// Running plus waiting requests at most; more get vLLM's queue-full 503 (0 = no bound).
+    #[arg(long, default_value_t = 0)]
+    max_queued_reqs: u32,
     /// KV-cache usage per running request (0..1).
     #[arg(long, default_value_t = 0.05)]
     kv_per_request: f64,
@@ -115,6 +118,7 @@ impl Args {
             cache_blocks: self.cache_blocks,
             output_tokens: self.output_tokens,
             max_running: self.max_running,
+            max_queued_reqs: self.max_queued_reqs,
             kv_per_request: self.kv_per_request,
             fail_rate: self.fail_rate,
             status: self.status,

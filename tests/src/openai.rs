@@ -31,7 +31,8 @@ pub(crate) async fn completions(State(control): Ctl, body: Bytes) -> Response {
 }
 
 /// The fault knobs and validation every LLM request goes through, in this order: forced status,
-/// hang, body validation (400), model lookup (404), simulated failure (500).
+/// hang, body validation (400), model lookup (404), a full queue (503, as vLLM's
+/// `--max-num-queued-reqs`), simulated failure (500).
 async fn accept(
     control: &SimControl,
     endpoint: Endpoint,
@@ -61,6 +62,14 @@ async fn accept(
     if !control.models().contains(&request.model) {
         control.record_failure();
         return Err(model_not_found(&request.model));
+    }
+    if control.queue_full() {
+        control.record_failure();
+        control.record_queue_full();
+        return Err(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is at capacity: too many requests are queued. Retry later.",
+        ));
     }
     if control.roll_failure(knobs.fail_rate) {
         control.record_failure();
@@ -145,6 +154,7 @@ pub(crate) fn embedding_of(text: &str) -> Vec<f32> {
 
 /// `GET /v1/models`
 pub(crate) async fn models(State(control): Ctl) -> Json<Value> {
+    control.record_models_request();
     let created = unix_now();
     let data: Vec<Value> = control
         .models()

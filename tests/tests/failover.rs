@@ -1,7 +1,9 @@
 //! Mid-stream failover end to end: real sims that break off or stall in the middle of a
 //! streamed chat completion, the real gateway, loopback. The client must see one unbroken
 //! stream (one id, the text in order, one `[DONE]`, usage for the whole completion); a
-//! stream that cannot move ends with today's SSE error event.
+//! stream that cannot move ends with today's SSE error event. Non-streamed chat completions
+//! are asked of the workers as streams and must arrive as one whole JSON answer, or a JSON
+//! error — never half an answer.
 
 mod common;
 
@@ -328,6 +330,233 @@ async fn an_anthropic_stream_survives_too() {
         assert_eq!(raw.matches("event: message_start").count(), 1, "{raw}");
         assert_eq!(raw.matches("event: message_stop").count(), 1, "{raw}");
         assert!(!raw.contains("event: error"), "{raw}");
+    }
+    assert!(failover_total(&fleet, "broken", "resumed").await >= 1);
+    fleet.stop().await;
+}
+
+// Non-streamed chat completions: asked of the worker as streams, answered whole.
+
+fn plain_body_max(content: &str, max_tokens: u32) -> Value {
+    json!({"model": "m", "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": content}]})
+}
+
+/// One non-streamed answer as the client got it: the worker that started it, the JSON.
+async fn plain(fleet: &Fleet, content: impl AsRef<str>, max_tokens: u32) -> (String, Value) {
+    let resp = fleet
+        .chat(&plain_body_max(content.as_ref(), max_tokens))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    assert_eq!(headers["content-type"], "application/json");
+    let first = served_by(&resp);
+    let raw = resp.bytes().await.expect("the answer arrives");
+    if let Some(len) = headers.get("content-length") {
+        assert_eq!(len, raw.len().to_string().as_str());
+    }
+    (
+        first,
+        serde_json::from_slice(&raw).expect("one JSON object"),
+    )
+}
+
+/// Panics unless `v` is one whole completion of `tokens` tokens for a 2-word prompt.
+fn assert_whole_answer(v: &Value, tokens: u32, finish: &str) {
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    assert!(
+        v["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("chatcmpl-")),
+        "{v}"
+    );
+    assert_eq!(v["model"], "m", "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(v["choices"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(choice["message"]["role"], "assistant", "{v}");
+    assert_eq!(choice["message"]["content"], sim_text(tokens), "{v}");
+    assert_eq!(choice["finish_reason"], finish, "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], tokens, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], 2, "{v}");
+    assert_eq!(v["usage"]["total_tokens"], tokens + 2, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_plain_answers_survive_workers_dying_mid_answer() {
+    const TOKENS: u32 = 24;
+    // 20 whole answers of a 100-token budget, then (on a fresh fleet: the breaks opened a's
+    // and b's breakers) 20 of a 16-token one, moved or not.
+    for (budget, tokens, finish) in [(100, TOKENS, "stop"), (16, 16, "length")] {
+        let fleet = Fleet::start(
+            vec![
+                generating("a", TOKENS),
+                generating("b", TOKENS),
+                generating("c", TOKENS),
+            ],
+            |c| c.routing.strategy = Strategy::RoundRobin,
+        )
+        .await;
+        fleet.sims[0].control().set_break_after_tokens(Some(5));
+        fleet.sims[1].control().set_break_after_tokens(Some(11));
+        let seen = futures_util::future::join_all(
+            (0..20).map(|i| plain(&fleet, format!("plain {budget}-{i}"), budget)),
+        )
+        .await;
+        for (_, v) in &seen {
+            assert_whole_answer(v, tokens, finish);
+        }
+        let moved = seen.iter().filter(|(first, _)| first != "c").count() as u64;
+        assert!(moved > 0, "some started on a breaking worker");
+        assert!(failover_total(&fleet, "broken", "resumed").await >= moved);
+        assert_eq!(failover_total(&fleet, "broken", "failed").await, 0);
+        // Every worker was asked for a stream, and c finished every answer.
+        for s in &fleet.sims {
+            assert!(s.control().stream_events_total() > 0);
+        }
+        assert_eq!(fleet.sims[2].control().completed_total(), 20);
+        fleet.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_answer_moves_off_a_stalled_or_killed_worker() {
+    let slow = SimConfig {
+        tpot: Duration::from_millis(50),
+        output_tokens: 30,
+        ..sim("a", "m")
+    };
+    let mut fleet = Fleet::start(vec![slow, sim("b", "m")], |c| {
+        c.routing.strategy = Strategy::RoundRobin;
+        c.failover.stall_timeout_ms = 300;
+        c.upstream.read_timeout_ms = 120_000;
+    })
+    .await;
+    fleet.sims[1].control().set_output_tokens(30);
+    // Stalled: a goes silent after 4 tokens; every answer is whole well before the 120 s.
+    fleet.sims[0].control().set_stall_after_tokens(Some(4));
+    let seen =
+        futures_util::future::join_all((0..6).map(|i| plain(&fleet, format!("stall {i}"), 100)))
+            .await;
+    for (_, v) in &seen {
+        assert_whole_answer(v, 30, "stop");
+    }
+    let stalled = seen.iter().filter(|(first, _)| first == "a").count() as u64;
+    assert!(stalled > 0);
+    assert_eq!(failover_total(&fleet, "stalled", "resumed").await, stalled);
+
+    // Killed: an answer under way on a when its server dies is finished by b.
+    fleet.sims[0].control().set_stall_after_tokens(None);
+    let mut on_a = None;
+    for i in 0..10 {
+        let a_events = fleet.sims[0].control().stream_events_total();
+        let request = {
+            let http = fleet.http.clone();
+            let url = fleet.url("/v1/chat/completions");
+            let body = plain_body_max(&format!("kill {i}"), 100);
+            tokio::spawn(async move { http.post(url).json(&body).send().await })
+        };
+        common::eventually("a is answering, or b answered", 10, || {
+            fleet.sims[0].control().stream_events_total() >= a_events + 3 || request.is_finished()
+        })
+        .await;
+        if !request.is_finished() {
+            on_a = Some(request);
+            break;
+        }
+        request.await.unwrap().unwrap().bytes().await.unwrap(); // b's: round robin goes on
+    }
+    let request = on_a.expect("a request went to a within 10");
+    fleet.sims[0].kill();
+    let resp = request.await.unwrap().expect("answered");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(served_by(&resp), "a");
+    assert_whole_answer(&resp.json().await.unwrap(), 30, "stop");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_answer_that_cannot_be_finished_is_a_json_error_not_half_an_answer() {
+    let fleet = Fleet::start(vec![generating("a", 10)], |_| {}).await;
+    fleet.sims[0].control().set_break_after_tokens(Some(3));
+    let resp = fleet.chat(&plain_body_max("only one", 100)).await;
+    let e = common::expect_error(resp, 502).await;
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("broke off") || message.contains("closed"),
+        "{e}"
+    );
+    assert!(failover_total(&fleet, "broken", "failed").await >= 1);
+    // With failover off it is the worker's own non-streamed answer, whole (the sim's breaks
+    // cut streams only).
+    let fleet_off = Fleet::start(vec![generating("a", 10)], |c| {
+        c.failover.non_streamed = false
+    })
+    .await;
+    fleet_off.sims[0].control().set_break_after_tokens(Some(3));
+    let (_, v) = plain(&fleet_off, "off now", 100).await;
+    assert_whole_answer(&v, 10, "stop");
+    assert_eq!(fleet_off.sims[0].control().stream_events_total(), 0);
+    fleet_off.stop().await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_requests_a_stream_cannot_carry_or_a_worker_cannot_continue_go_as_they_came() {
+    let lmdeploy = SimConfig {
+        owned_by: "lmdeploy".into(),
+        flavor: MetricsFlavor::Lmdeploy,
+        ..generating("b", 10)
+    };
+    let fleet = Fleet::start(vec![generating("a", 10), lmdeploy], |c| {
+        c.routing.strategy = Strategy::RoundRobin;
+    })
+    .await;
+    for _ in 0..4 {
+        let (_, v) = plain(&fleet, "either one", 100).await;
+        assert_whole_answer(&v, 10, "stop");
+    }
+    // b (LMDeploy) got them as they came; a got streams.
+    assert_eq!(fleet.sims[1].control().stream_events_total(), 0);
+    assert!(fleet.sims[0].control().stream_events_total() > 0);
+    let a_events = fleet.sims[0].control().stream_events_total();
+    for extra in [json!({"n": 2}), json!({"logprobs": true})] {
+        let mut body = plain_body_max("as is", 100);
+        for (k, x) in extra.as_object().unwrap() {
+            body[k] = x.clone();
+        }
+        for _ in 0..2 {
+            let resp = fleet.chat(&body).await;
+            assert_eq!(resp.status(), 200);
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["object"], "chat.completion", "{v}");
+        }
+    }
+    assert_eq!(fleet.sims[0].control().stream_events_total(), a_events);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_anthropic_message_survives_too() {
+    let fleet = Fleet::start(vec![generating("a", 10), generating("b", 10)], |c| {
+        c.routing.strategy = Strategy::RoundRobin
+    })
+    .await;
+    fleet.sims[0].control().set_break_after_tokens(Some(4));
+    for i in 0..4 {
+        let resp = fleet
+            .http
+            .post(fleet.url("/v1/messages"))
+            .json(&json!({"model": "m", "max_tokens": 100,
+                "messages": [{"role": "user", "content": format!("hello {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["type"], "message", "{v}");
+        assert_eq!(v["content"][0]["text"], sim_text(10), "{v}");
+        assert_eq!(v["stop_reason"], "end_turn", "{v}");
+        assert_eq!(v["usage"]["output_tokens"], 10, "{v}");
     }
     assert!(failover_total(&fleet, "broken", "resumed").await >= 1);
     fleet.stop().await;

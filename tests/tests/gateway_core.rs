@@ -243,10 +243,31 @@ fn big_body(size: usize, model: &str) -> Vec<u8> {
     b
 }
 
+/// What a worker that can continue a message gets for `body`: with `failover.non_streamed`
+/// the same JSON asking for a stream with usage (serialized by the same `serde_json`), else
+/// the client's bytes.
+fn as_sent(body: &[u8], non_streamed: bool) -> Vec<u8> {
+    if !non_streamed {
+        return body.to_vec();
+    }
+    let mut v: Value = serde_json::from_slice(body).unwrap();
+    v["stream"] = json!(true);
+    v["stream_options"] = json!({"include_usage": true});
+    serde_json::to_vec(&v).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_of_any_size_arrive_intact_and_are_routed_by_model() {
+    // As they came (failover.non_streamed off), and asked for as streams (the default).
+    for non_streamed in [false, true] {
+        bodies_arrive_intact(non_streamed).await;
+    }
+}
+
+async fn bodies_arrive_intact(non_streamed: bool) {
     let fleet = Fleet::start(vec![sim("a", "m1"), sim("b", "m2")], |c| {
         c.limits.max_body_bytes = 4 * 1024 * 1024;
+        c.failover.non_streamed = non_streamed;
     })
     .await;
     for (size, model, sim_index) in [
@@ -274,14 +295,15 @@ async fn bodies_of_any_size_arrive_intact_and_are_routed_by_model() {
             "{size} bytes routed by the trailing model field"
         );
         let ctl = fleet.sims[sim_index].control();
+        let sent = as_sent(&body, non_streamed);
         assert_eq!(
             ctl.last_body_len(),
-            body.len() as u64,
+            sent.len() as u64,
             "{size} bytes: length"
         );
         assert_eq!(
             ctl.last_body_hash(),
-            sagellm_sim::fnv1a64(&body),
+            sagellm_sim::fnv1a64(&sent),
             "{size} bytes: content"
         );
         let v: Value = resp.json().await.unwrap();
@@ -304,7 +326,7 @@ async fn bodies_of_any_size_arrive_intact_and_are_routed_by_model() {
     assert_eq!(resp.status(), 200);
     assert_eq!(
         fleet.sims[1].control().last_body_hash(),
-        sagellm_sim::fnv1a64(&body)
+        sagellm_sim::fnv1a64(&as_sent(&body, non_streamed))
     );
 
     // Over the limit: 413, declared or discovered while reading a chunked body.

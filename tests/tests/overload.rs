@@ -118,3 +118,47 @@ async fn every_worker_cooling_down_is_a_503_with_retry_after() {
     assert_eq!(asked, 2, "no worker is asked while both cool down");
     fleet.stop().await;
 }
+
+/// vLLM's early refusal when its queue is full (`--max-num-queued-reqs`: `503`, its error
+/// body, no `Retry-After`) is retried on another worker: a burst larger than `a`'s queue is
+/// served whole, streams and plain answers alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vllm_queue_full_refusal_is_retried_elsewhere() {
+    let full = sagellm_sim::SimConfig {
+        ttft: Duration::from_millis(200),
+        max_running: 1,
+        max_queued_reqs: 2,
+        ..sim("a", "m")
+    };
+    let roomy = sagellm_sim::SimConfig {
+        max_running: 64,
+        ..sim("b", "m")
+    };
+    let fleet = Fleet::start(vec![full, roomy], |c| {
+        c.routing.strategy = Strategy::RoundRobin;
+    })
+    .await;
+    let answers = futures_util::future::join_all((0..16).map(|i| {
+        let mut body = chat_body("m", &format!("burst {i}"));
+        body["stream"] = serde_json::json!(i % 2 == 0);
+        let fleet = &fleet;
+        async move {
+            let resp = fleet.chat(&body).await;
+            (resp.status(), resp.text().await.unwrap())
+        }
+    }))
+    .await;
+    for (status, text) in &answers {
+        assert_eq!(*status, 200, "{text}");
+        assert!(!text.contains("\"error\""), "{text}");
+    }
+    let a = fleet.sims[0].control();
+    assert!(a.queue_full_total() > 0, "a's queue overflowed");
+    assert!(a.completed_total() <= 16 - a.queue_full_total());
+    assert_eq!(
+        fleet.sims[1].control().completed_total() + a.completed_total(),
+        16,
+        "each request answered once"
+    );
+    fleet.stop().await;
+}

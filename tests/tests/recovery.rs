@@ -107,3 +107,46 @@ async fn without_uneject_the_breaker_waits_for_its_timeout() {
     assert_eq!(breaker(&fleet, 1), BreakerState::Open);
     fleet.stop().await;
 }
+
+/// Only a worker the checks saw down is let in early: a worker whose chat requests fail while
+/// its health checks pass all along keeps its breaker open for the full timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_worker_whose_checks_pass_keeps_its_breaker_open() {
+    let fleet = fleet(true).await;
+    fleet.sims[1].control().set_fail_rate(1.0);
+    for i in 0..100 {
+        if breaker(&fleet, 1) == BreakerState::Open {
+            break;
+        }
+        fleet.chat(&chat_body("m", &format!("fail {i}"))).await;
+    }
+    assert_eq!(breaker(&fleet, 1), BreakerState::Open);
+    fleet.sims[1].control().set_fail_rate(0.0);
+    // Three more passing health checks of b (each asks its /v1/models).
+    let checks = fleet.sims[1].control().models_requests_total();
+    eventually("three more health checks of b", 10, || {
+        fleet.sims[1].control().models_requests_total() >= checks + 3
+    })
+    .await;
+    assert!(fleet.gw.state.pool.load().workers[1]
+        .health
+        .check_error()
+        .is_none());
+    assert_eq!(breaker(&fleet, 1), BreakerState::Open, "not un-ejected");
+    assert_eq!(served_by_b(&fleet, 10).await, 0, "b stays out of routing");
+    fleet.stop().await;
+}
+
+/// At the defaults a restarted worker is back within about two health-check intervals: the
+/// first passing check half-opens its breaker (the README's "within 15 s").
+#[test]
+fn at_the_defaults_recovery_takes_two_health_check_intervals_at_most_15_s() {
+    let c = sagellm_gateway::config::Config::default();
+    assert!(c.circuit_breaker.health_check_uneject);
+    assert!(c.circuit_breaker.enabled);
+    assert!(
+        2 * c.health.check_interval_ms <= 15_000,
+        "{}",
+        c.health.check_interval_ms
+    );
+}

@@ -19,6 +19,10 @@ pub struct FailoverConfig {
     pub max_resumes: u32,
     /// No move starts later than this after the request arrived.
     pub total_timeout_ms: u64,
+    /// Non-streamed chat completions (and Messages) are asked of workers that can continue
+    /// a partial message as streams, so they can move too; the client still gets one JSON
+    /// response, sent when it is whole. Off: they go to the worker as they came.
+    pub non_streamed: bool,
 }
 
 impl Default for FailoverConfig {
@@ -28,6 +32,7 @@ impl Default for FailoverConfig {
             stall_timeout_ms: 3_000,
             max_resumes: 2,
             total_timeout_ms: 600_000,
+            non_streamed: true,
         }
     }
 }

@@ -75,11 +75,13 @@ pub(super) async fn admit(
     known_model(gw, &ctx.info)?;
     let rewritten = rewrite(gw, session.req_header(), ctx, endpoint, translated, &bytes).await?;
     ctx.kind = Kind::Llm;
-    // A streamed chat completion takes the gateway's own path too: it can move to another
-    // worker mid-stream there (`resume`).
-    let failover = ctx.config.failover.enabled
-        && ctx.info.stream
-        && matches!(endpoint, Endpoint::Chat | Endpoint::Messages);
+    // A chat completion takes the gateway's own path too: it can move to another worker
+    // mid-stream there (`resume`) — a non-streamed one when some worker for its model can
+    // continue a partial message (`assemble`).
+    let f = &ctx.config.failover;
+    let failover = f.enabled
+        && matches!(endpoint, Endpoint::Chat | Endpoint::Messages)
+        && (ctx.info.stream || (f.non_streamed && can_continue(gw, ctx.info.model.as_deref())));
     let mode = match mode {
         BodyMode::Replayable if failover => BodyMode::Owned(bytes),
         mode => mode,
@@ -91,6 +93,14 @@ pub(super) async fn admit(
             ctx.body = mode;
             Admitted::Proxy
         }
+    })
+}
+
+/// Some worker serving `model` continues partial messages (`resume::supports_continuation`).
+fn can_continue(gw: &Gateway, model: Option<&str>) -> bool {
+    let pool = gw.state.pool.load();
+    pool.workers.iter().any(|w| {
+        super::resume::supports_continuation(w.meta().kind) && model.is_none_or(|m| w.serves(m))
     })
 }
 

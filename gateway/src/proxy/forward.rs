@@ -5,7 +5,9 @@
 //! streams back chunk by chunk, exactly like the Pingora path — or, for a request with a
 //! [`Translation`](crate::edge::Translation), through its translator. A streamed chat
 //! completion goes this way too: when its worker breaks off or stalls mid-stream, it is
-//! continued on another worker and spliced into the client's stream (`resume`).
+//! continued on another worker and spliced into the client's stream (`resume`). A
+//! non-streamed chat completion is asked of such a worker as a stream, so it can move the
+//! same way, and answered as one JSON object built from the events (`assemble`).
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use super::account::Verdict;
+use super::assemble::{self, Assembler};
 use super::ctx::RequestCtx;
 use super::resume::{self, Break, Next, Splice};
 use super::{retry, select, Gateway};
@@ -58,11 +61,16 @@ enum AttemptError {
 
 /// What lives across attempts once the client's response has started.
 struct Downstream {
-    /// The response header went to the client.
+    /// The client's response began: its header went out, or is held by the assembler.
     started: bool,
     translator: Option<Box<dyn ResponseTranslator>>,
     /// Mid-stream failover, for a streamed chat completion (`resume`).
     splice: Option<Splice>,
+    /// A non-streamed chat completion asked of the worker as a stream: the client's answer
+    /// is built here and sent, header and all, once it is whole.
+    assembler: Option<Assembler>,
+    /// The first worker's response headers, for the held answer's header.
+    held: Option<http::HeaderMap>,
 }
 
 /// Forward `body` with retries. `Ok` once the response was written (or the client left);
@@ -82,9 +90,15 @@ pub(super) async fn run(
     let mut down = Downstream {
         started: false,
         translator: None,
-        splice: Splice::for_request(&cfg.failover, ctx.info.stream, chat, &original),
+        splice: None,
+        assembler: None,
+        held: None,
     };
-    let mut body = original.clone();
+    // The stream to ask for instead of a non-streamed chat completion (`assemble`).
+    let streamed = (chat && !ctx.info.stream && cfg.failover.enabled && cfg.failover.non_streamed)
+        .then(|| assemble::streamed_body(&original))
+        .flatten();
+    let mut continuation: Option<Bytes> = None;
     loop {
         if !down.started && !retry::wait_before(&cfg.retry, ctx).await {
             return Err(retry::budget_spent(ctx));
@@ -95,10 +109,32 @@ pub(super) async fn run(
             Err(e) if down.started => return end_broken(session, &mut down, e).await,
             Err(e) => return Err(e),
         };
-        if down.started {
-            tracing::warn!(from = from.as_deref().unwrap_or("-"), to = %worker.id, attempt = ctx.attempts(), "stream continues on another worker");
-        }
-        match attempt(gw, session, ctx, &worker.spec, body.clone(), &mut down).await {
+        let body = match continuation.take() {
+            Some(next) => {
+                tracing::warn!(from = from.as_deref().unwrap_or("-"), to = %worker.id, attempt = ctx.attempts(), "stream continues on another worker");
+                next
+            }
+            // Nothing reached the client: the whole request, as this worker can take it.
+            None => match streamed.as_ref() {
+                Some(s) if resume::supports_continuation(worker.meta().kind) => {
+                    down.splice = Some(Splice::default());
+                    down.assembler = Some(Assembler::default());
+                    s.clone()
+                }
+                _ => {
+                    down.splice =
+                        Splice::for_request(&cfg.failover, ctx.info.stream, chat, &original);
+                    down.assembler = None;
+                    original.clone()
+                }
+            },
+        };
+        // What a continuation is built from: the body the first worker got.
+        let first = match (&down.assembler, &streamed) {
+            (Some(_), Some(s)) => s.clone(),
+            _ => original.clone(),
+        };
+        match attempt(gw, session, ctx, &worker.spec, body, &mut down).await {
             Ok(()) | Err(AttemptError::Final(None)) => return Ok(()),
             Err(AttemptError::Final(Some(e))) => return Err(e),
             Err(AttemptError::Retryable(e, verdict)) if !down.started => {
@@ -111,17 +147,16 @@ pub(super) async fn run(
             // The client's stream is under way: continue it elsewhere, or end it.
             Err(AttemptError::Retryable(e, verdict)) => {
                 gw.end_attempt(ctx, verdict);
-                match resume_body(gw, session, ctx, &mut down, &original, &e, Break::Broken).await?
-                {
-                    Some(next) => body = next,
+                match resume_body(gw, session, ctx, &mut down, &first, &e, Break::Broken).await? {
+                    Some(next) => continuation = Some(next),
                     None => return Ok(()),
                 }
             }
             Err(AttemptError::Broke(e, verdict, why)) => {
                 tracing::warn!(worker = %worker.id, error = %e, reason = why.as_str(), "stream broke off");
                 gw.end_attempt(ctx, verdict);
-                match resume_body(gw, session, ctx, &mut down, &original, &e, why).await? {
-                    Some(next) => body = next,
+                match resume_body(gw, session, ctx, &mut down, &first, &e, why).await? {
+                    Some(next) => continuation = Some(next),
                     None => return Ok(()),
                 }
             }
@@ -181,8 +216,10 @@ async fn resume_body(
         Ok(Next::Complete(tail)) => {
             counter("completed");
             send_through(session, ctx, down, tail).await.ok();
-            finish(session, down).await.ok();
-            Ok(None)
+            match finish(gw, session, ctx, down).await {
+                Err(AttemptError::Final(Some(e))) => Err(e),
+                _ => Ok(None),
+            }
         }
         Err(why_not) => {
             counter("failed");
@@ -193,12 +230,16 @@ async fn resume_body(
 }
 
 /// End a started response that cannot be completed: in the client's API when a translator
-/// can; otherwise the caller's SSE error event (`send_error`).
+/// can; otherwise the caller's SSE error event (`send_error`). A held answer never started
+/// for the client: the caller answers a JSON error.
 async fn end_broken(
     session: &mut Session,
     down: &mut Downstream,
     e: GatewayError,
 ) -> Result<(), GatewayError> {
+    if down.assembler.is_some() {
+        return Err(e);
+    }
     if let Some(t) = down.translator.as_mut() {
         let tail = t.abort(&e.to_string());
         if !tail.is_empty() {
@@ -402,7 +443,7 @@ async fn attempt(
         }
         return Err(AttemptError::Broke(broke, Verdict::Failure, why));
     }
-    finish(session, down).await
+    finish(gw, session, ctx, down).await
 }
 
 /// The worker answered: retry elsewhere on a retryable status, else send the client the
@@ -426,28 +467,26 @@ async fn start_response(
         return Err(AttemptError::Retryable(e, verdict));
     }
     if status != 200 || !ctx.observer.sse {
-        down.splice = None; // only a stream is spliced
+        // Only a stream is spliced; any other answer to an assembled request goes to the
+        // client as it came.
+        down.splice = None;
+        down.assembler = None;
     }
     let worker_id = ctx.worker.as_ref().map(|w| w.id.as_str()).unwrap_or("");
     down.translator = ctx
         .translation
         .as_ref()
         .map(|t| (t.factory)(status, worker_id));
+    if down.assembler.is_some() {
+        // The header goes out with the whole answer (`finish`).
+        down.held = Some(parts.headers.clone());
+        down.started = true;
+        return Ok(());
+    }
     let translator = down.translator.as_ref();
     let client_status = translator.map_or(status, |t| t.status(status));
     let client_type = translator.map(|t| t.content_type());
-    let mut out = ResponseHeader::build(client_status, Some(parts.headers.len() + 3))
-        .map_err(|e| AttemptError::Final(Some(GatewayError::Internal(e.to_string()))))?;
-    for (name, value) in parts.headers.iter() {
-        let replaced = client_type.is_some() && name == http::header::CONTENT_TYPE;
-        if !SKIP_RESPONSE.contains(&name.as_str()) && !replaced {
-            let _ = out.append_header(name.clone(), value.clone());
-        }
-    }
-    if let Some(t) = client_type {
-        let _ = out.insert_header(http::header::CONTENT_TYPE, t);
-    }
-    gw.decorate_response(&mut out, ctx);
+    let mut out = client_header(gw, ctx, client_status, &parts.headers, client_type)?;
     let _ = out.insert_header("transfer-encoding", "chunked");
     if session
         .write_response_header(Box::new(out), false)
@@ -458,6 +497,30 @@ async fn start_response(
     }
     down.started = true;
     Ok(())
+}
+
+/// The client's response header: the worker's headers less the hop-by-hop ones (and its
+/// content type when `content_type` replaces it), decorated by the gateway.
+fn client_header(
+    gw: &Gateway,
+    ctx: &RequestCtx,
+    status: u16,
+    worker: &http::HeaderMap,
+    content_type: Option<&str>,
+) -> Result<ResponseHeader, AttemptError> {
+    let mut out = ResponseHeader::build(status, Some(worker.len() + 3))
+        .map_err(|e| AttemptError::Final(Some(GatewayError::Internal(e.to_string()))))?;
+    for (name, value) in worker.iter() {
+        let replaced = content_type.is_some() && name == http::header::CONTENT_TYPE;
+        if !SKIP_RESPONSE.contains(&name.as_str()) && !replaced {
+            let _ = out.append_header(name.clone(), value.clone());
+        }
+    }
+    if let Some(t) = content_type {
+        let _ = out.insert_header(http::header::CONTENT_TYPE, t.to_string());
+    }
+    gw.decorate_response(&mut out, ctx);
+    Ok(out)
 }
 
 /// Another worker could take this request's stream now.
@@ -480,6 +543,10 @@ async fn send_through(
         return Ok(());
     }
     ctx.observer.on_chunk(&data);
+    if let Some(a) = down.assembler.as_mut() {
+        a.push(&data);
+        return Ok(());
+    }
     let data = match down.translator.as_mut() {
         Some(t) => t.chunk(&data),
         None => data,
@@ -490,21 +557,80 @@ async fn send_through(
 /// Longest wait for a translator's `commit` at the end of a response.
 const COMMIT_LIMIT: Duration = Duration::from_secs(2);
 
-/// The response is complete: the translator's last bytes, then the end of the body.
-async fn finish(session: &mut Session, down: &mut Downstream) -> Result<(), AttemptError> {
+/// The response is complete: the translator's last bytes, then the end of the body. A
+/// held answer goes out whole here, header first.
+async fn finish(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &RequestCtx,
+    down: &mut Downstream,
+) -> Result<(), AttemptError> {
+    if let Some(a) = down.assembler.take() {
+        return send_assembled(gw, session, ctx, down, a).await;
+    }
     if let Some(t) = down.translator.as_mut() {
         send(session, t.finish()).await?;
-        if let Some(work) = t.commit() {
-            // Stored before the response ends, so the client's next turn finds it.
-            if tokio::time::timeout(COMMIT_LIMIT, work).await.is_err() {
-                tracing::warn!("a session's exchange was not stored within {COMMIT_LIMIT:?}");
-            }
-        }
+        commit(t.as_mut()).await;
     }
     session
         .write_response_body(None, true)
         .await
         .map_err(|_| AttemptError::Final(None))
+}
+
+/// Send the client the answer assembled from the worker's stream: one JSON response (or
+/// its translation), with a `Content-Length`.
+async fn send_assembled(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &RequestCtx,
+    down: &mut Downstream,
+    a: Assembler,
+) -> Result<(), AttemptError> {
+    let json = a.finish().map_err(|why| {
+        AttemptError::Final(Some(GatewayError::UpstreamFailed(format!(
+            "the worker's answer cannot be assembled: {why}"
+        ))))
+    })?;
+    let (status, content_type, body) = match down.translator.as_mut() {
+        Some(t) => {
+            let mut body = t.chunk(&json).to_vec();
+            body.extend_from_slice(&t.finish());
+            // Before any byte: a client that has read its `Content-Length` is done.
+            commit(t.as_mut()).await;
+            (t.status(200), t.content_type(), Bytes::from(body))
+        }
+        None => (200, "application/json", json),
+    };
+    let worker = down.held.take().unwrap_or_default();
+    let mut out = client_header(gw, ctx, status, &worker, Some(content_type))?;
+    // A JSON answer: none of the stream's own headers.
+    for name in ["cache-control", "x-accel-buffering"] {
+        out.remove_header(name);
+    }
+    let _ = out.insert_header("content-length", body.len().to_string());
+    if session
+        .write_response_header(Box::new(out), false)
+        .await
+        .is_err()
+    {
+        return Err(AttemptError::Final(None));
+    }
+    send(session, body).await?;
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|_| AttemptError::Final(None))
+}
+
+/// A translator's `commit` (a session's exchange), stored before the response ends so the
+/// client's next turn finds it.
+async fn commit(t: &mut dyn ResponseTranslator) {
+    if let Some(work) = t.commit() {
+        if tokio::time::timeout(COMMIT_LIMIT, work).await.is_err() {
+            tracing::warn!("a session's exchange was not stored within {COMMIT_LIMIT:?}");
+        }
+    }
 }
 
 /// Write a piece of the response body (nothing for an empty piece).

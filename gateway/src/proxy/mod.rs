@@ -25,6 +25,7 @@
 
 mod account;
 mod admit;
+mod assemble;
 mod body;
 mod ctx;
 mod decide;

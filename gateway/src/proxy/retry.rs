@@ -15,10 +15,10 @@ use crate::worker::Worker;
 /// Worker statuses that are retried on another worker (before any byte reached the client).
 pub const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
 
-/// A worker's overload signal: `429` or `503` with a `Retry-After` (vLLM's answer when its
-/// queue is full, say). The worker is skipped by routing for that long, at most
-/// `max_retry_after_ms` (see `worker::cooldown`). Returns whether it now cools down — then
-/// the answer is overload, not a failure that counts against its breaker.
+/// A worker's overload signal: `429` or `503` with a `Retry-After`. The worker is skipped by
+/// routing for that long, at most `max_retry_after_ms` (see `worker::cooldown`). Returns
+/// whether it now cools down — then the answer is overload, not a failure that counts against
+/// its breaker.
 pub fn observe_overload(
     cfg: &RetryConfig,
     worker: &Worker,
