@@ -561,3 +561,36 @@ async fn a_plain_anthropic_message_survives_too() {
     assert!(failover_total(&fleet, "broken", "resumed").await >= 1);
     fleet.stop().await;
 }
+
+/// `failover.max_resumes` bounds the moves: with every worker breaking after 3 tokens and one
+/// move allowed, the stream moves once, then ends with the SSE error event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_moves_at_most_max_resumes_times() {
+    let fleet = Fleet::start(
+        vec![
+            generating("a", 10),
+            generating("b", 10),
+            generating("c", 10),
+        ],
+        |c| {
+            c.routing.strategy = Strategy::RoundRobin;
+            c.failover.max_resumes = 1;
+        },
+    )
+    .await;
+    for s in &fleet.sims {
+        s.control().set_break_after_tokens(Some(3));
+    }
+    let s = stream(&fleet, "bounded moves").await;
+    let text = s.text();
+    assert!(
+        text.len() > sim_text(3).len() && sim_text(10).starts_with(&text),
+        "moved once, in order: {}",
+        s.raw
+    );
+    assert!(s.raw.contains("data: {\"error\""), "{}", s.raw);
+    assert!(!s.raw.contains("[DONE]"), "{}", s.raw);
+    assert_eq!(failover_total(&fleet, "broken", "resumed").await, 1);
+    assert_eq!(failover_total(&fleet, "broken", "failed").await, 1);
+    fleet.stop().await;
+}
