@@ -114,22 +114,41 @@ async fn failover_total(fleet: &Fleet, reason: &str, result: &str) -> u64 {
         .map_or(0, |v| v.trim().parse().unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_streams_survive_workers_dying_mid_stream() {
-    const TOKENS: u32 = 24;
+/// Round robin over a, b and c, generating `tokens` tokens each: a breaks off after 5 token
+/// chunks, b after 11, so a request that starts on either moves once or twice before c
+/// finishes it.
+async fn breaking_fleet(tokens: u32) -> Fleet {
     let fleet = Fleet::start(
         vec![
-            generating("a", TOKENS),
-            generating("b", TOKENS),
-            generating("c", TOKENS),
+            generating("a", tokens),
+            generating("b", tokens),
+            generating("c", tokens),
         ],
         |c| c.routing.strategy = Strategy::RoundRobin,
     )
     .await;
-    // a breaks off after 5 token chunks, b after 11: a stream that starts on either moves
-    // once or twice before c finishes it.
     fleet.sims[0].control().set_break_after_tokens(Some(5));
     fleet.sims[1].control().set_break_after_tokens(Some(11));
+    fleet
+}
+
+/// Round robin over a (continues messages) and b, an LMDeploy worker (does not), 10 tokens.
+async fn with_an_lmdeploy_worker() -> Fleet {
+    let lmdeploy = SimConfig {
+        owned_by: "lmdeploy".into(),
+        flavor: MetricsFlavor::Lmdeploy,
+        ..generating("b", 10)
+    };
+    Fleet::start(vec![generating("a", 10), lmdeploy], |c| {
+        c.routing.strategy = Strategy::RoundRobin;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_streams_survive_workers_dying_mid_stream() {
+    const TOKENS: u32 = 24;
+    let fleet = breaking_fleet(TOKENS).await;
     let seen =
         futures_util::future::join_all((0..20).map(|i| stream(&fleet, format!("stream {i}"))))
             .await;
@@ -154,17 +173,7 @@ async fn twenty_streams_survive_workers_dying_mid_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_stream_keeps_the_clients_token_budget() {
     const BUDGET: u32 = 16;
-    let fleet = Fleet::start(
-        vec![
-            generating("a", 24),
-            generating("b", 24),
-            generating("c", 24),
-        ],
-        |c| c.routing.strategy = Strategy::RoundRobin,
-    )
-    .await;
-    fleet.sims[0].control().set_break_after_tokens(Some(5));
-    fleet.sims[1].control().set_break_after_tokens(Some(11));
+    let fleet = breaking_fleet(24).await;
     let seen = futures_util::future::join_all(
         (0..20).map(|i| stream_max(&fleet, format!("budget {i}"), BUDGET)),
     )
@@ -268,15 +277,7 @@ async fn a_slow_worker_with_no_alternative_is_not_abandoned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_worker_that_can_continue_the_stream_ends_with_an_error_event() {
-    let lmdeploy = SimConfig {
-        owned_by: "lmdeploy".into(),
-        flavor: MetricsFlavor::Lmdeploy,
-        ..generating("b", 10)
-    };
-    let fleet = Fleet::start(vec![generating("a", 10), lmdeploy], |c| {
-        c.routing.strategy = Strategy::RoundRobin;
-    })
-    .await;
+    let fleet = with_an_lmdeploy_worker().await;
     fleet.sims[0].control().set_break_after_tokens(Some(3));
     let mut on_a = 0;
     for i in 0..4 {
@@ -387,17 +388,7 @@ async fn twenty_plain_answers_survive_workers_dying_mid_answer() {
     // 20 whole answers of a 100-token budget, then (on a fresh fleet: the breaks opened a's
     // and b's breakers) 20 of a 16-token one, moved or not.
     for (budget, tokens, finish) in [(100, TOKENS, "stop"), (16, 16, "length")] {
-        let fleet = Fleet::start(
-            vec![
-                generating("a", TOKENS),
-                generating("b", TOKENS),
-                generating("c", TOKENS),
-            ],
-            |c| c.routing.strategy = Strategy::RoundRobin,
-        )
-        .await;
-        fleet.sims[0].control().set_break_after_tokens(Some(5));
-        fleet.sims[1].control().set_break_after_tokens(Some(11));
+        let fleet = breaking_fleet(TOKENS).await;
         let seen = futures_util::future::join_all(
             (0..20).map(|i| plain(&fleet, format!("plain {budget}-{i}"), budget)),
         )
@@ -502,15 +493,7 @@ async fn a_plain_answer_that_cannot_be_finished_is_a_json_error_not_half_an_answ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_requests_a_stream_cannot_carry_or_a_worker_cannot_continue_go_as_they_came() {
-    let lmdeploy = SimConfig {
-        owned_by: "lmdeploy".into(),
-        flavor: MetricsFlavor::Lmdeploy,
-        ..generating("b", 10)
-    };
-    let fleet = Fleet::start(vec![generating("a", 10), lmdeploy], |c| {
-        c.routing.strategy = Strategy::RoundRobin;
-    })
-    .await;
+    let fleet = with_an_lmdeploy_worker().await;
     for _ in 0..4 {
         let (_, v) = plain(&fleet, "either one", 100).await;
         assert_whole_answer(&v, 10, "stop");

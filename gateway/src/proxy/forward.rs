@@ -99,6 +99,8 @@ pub(super) async fn run(
         .then(|| assemble::streamed_body(&original))
         .flatten();
     let mut continuation: Option<Bytes> = None;
+    // What a continuation is built from: the body the first worker got.
+    let mut first = original.clone();
     loop {
         if !down.started && !retry::wait_before(&cfg.retry, ctx).await {
             return Err(retry::budget_spent(ctx));
@@ -115,24 +117,22 @@ pub(super) async fn run(
                 next
             }
             // Nothing reached the client: the whole request, as this worker can take it.
-            None => match streamed.as_ref() {
-                Some(s) if resume::supports_continuation(worker.meta().kind) => {
-                    down.splice = Some(Splice::default());
-                    down.assembler = Some(Assembler::default());
-                    s.clone()
+            None => {
+                match streamed.as_ref() {
+                    Some(s) if resume::supports_continuation(worker.meta().kind) => {
+                        down.splice = Some(Splice::default());
+                        down.assembler = Some(Assembler::default());
+                        first = s.clone();
+                    }
+                    _ => {
+                        down.splice =
+                            Splice::for_request(&cfg.failover, ctx.info.stream, chat, &original);
+                        down.assembler = None;
+                        first = original.clone();
+                    }
                 }
-                _ => {
-                    down.splice =
-                        Splice::for_request(&cfg.failover, ctx.info.stream, chat, &original);
-                    down.assembler = None;
-                    original.clone()
-                }
-            },
-        };
-        // What a continuation is built from: the body the first worker got.
-        let first = match (&down.assembler, &streamed) {
-            (Some(_), Some(s)) => s.clone(),
-            _ => original.clone(),
+                first.clone()
+            }
         };
         match attempt(gw, session, ctx, &worker.spec, body, &mut down).await {
             Ok(()) | Err(AttemptError::Final(None)) => return Ok(()),
