@@ -577,3 +577,35 @@ async fn a_stream_moves_at_most_max_resumes_times() {
     assert_eq!(failover_total(&fleet, "broken", "failed").await, 1);
     fleet.stop().await;
 }
+
+/// `failover.total_timeout_ms` bounds a move by the request's age: a stream that breaks after
+/// its budget is spent is not moved (even with a healthy worker to move to) and ends with the
+/// SSE error event; one that starts on the healthy worker is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_older_than_total_timeout_is_not_moved() {
+    let fleet = Fleet::start(vec![generating("a", 10), generating("b", 10)], |c| {
+        c.routing.strategy = Strategy::RoundRobin;
+        // a breaks after 3 token chunks, 3 ms apart: the request is older than this by then.
+        c.failover.total_timeout_ms = 1;
+    })
+    .await;
+    fleet.sims[0].control().set_break_after_tokens(Some(3));
+    let mut on_a = 0;
+    for i in 0..4 {
+        let s = stream(&fleet, format!("aged {i}")).await;
+        if s.first_worker == "a" {
+            on_a += 1;
+            assert!(s.raw.contains("data: {\"error\""), "{}", s.raw);
+            assert!(!s.raw.contains("[DONE]"), "{}", s.raw);
+            assert!(sim_text(3).starts_with(&s.text()), "{}", s.raw);
+        } else {
+            s.assert_whole(10);
+        }
+    }
+    assert!(on_a > 0);
+    assert_eq!(failover_total(&fleet, "broken", "resumed").await, 0);
+    assert_eq!(failover_total(&fleet, "broken", "failed").await, on_a);
+    // b served only the requests that started there: nothing was moved to it.
+    assert_eq!(fleet.sims[1].control().requests_total(), 4 - on_a);
+    fleet.stop().await;
+}
