@@ -75,6 +75,12 @@ impl Seen {
         assert_eq!(usage["prompt_tokens"], 2, "{raw}");
         assert_eq!(usage["total_tokens"], tokens + 2, "{raw}");
     }
+
+    /// Panics unless the stream ended with the SSE error event instead of `[DONE]`.
+    fn assert_ends_with_error(&self) {
+        assert!(self.raw.contains("data: {\"error\""), "{}", self.raw);
+        assert!(!self.raw.contains("[DONE]"), "{}", self.raw);
+    }
 }
 
 async fn stream(fleet: &Fleet, content: impl AsRef<str>) -> Seen {
@@ -291,8 +297,7 @@ async fn without_a_worker_that_can_continue_the_stream_ends_with_an_error_event(
                 "{}",
                 s.raw
             );
-            assert!(s.raw.contains("data: {\"error\""), "{}", s.raw);
-            assert!(!s.raw.contains("[DONE]"), "{}", s.raw);
+            s.assert_ends_with_error();
         } else {
             s.assert_whole(10);
         }
@@ -571,8 +576,7 @@ async fn a_stream_moves_at_most_max_resumes_times() {
         "moved once, in order: {}",
         s.raw
     );
-    assert!(s.raw.contains("data: {\"error\""), "{}", s.raw);
-    assert!(!s.raw.contains("[DONE]"), "{}", s.raw);
+    s.assert_ends_with_error();
     assert_eq!(failover_total(&fleet, "broken", "resumed").await, 1);
     assert_eq!(failover_total(&fleet, "broken", "failed").await, 1);
     fleet.stop().await;
@@ -595,8 +599,7 @@ async fn a_stream_older_than_total_timeout_is_not_moved() {
         let s = stream(&fleet, format!("aged {i}")).await;
         if s.first_worker == "a" {
             on_a += 1;
-            assert!(s.raw.contains("data: {\"error\""), "{}", s.raw);
-            assert!(!s.raw.contains("[DONE]"), "{}", s.raw);
+            s.assert_ends_with_error();
             assert!(sim_text(3).starts_with(&s.text()), "{}", s.raw);
         } else {
             s.assert_whole(10);
