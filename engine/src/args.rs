@@ -50,8 +50,8 @@ pub struct EngineArgs {
     /// Compute dtype
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
-    /// Re-encode weights whose quantization has no fast CPU kernel (Q4_1, Q5_0, Q5_1) as
-    /// Q8_0, cached next to the model (`off` loads the file as it is)
+    /// Re-encode weights whose quantization has no fast CPU kernel in this build (Q5_0, Q5_1;
+    /// Q4_1 without AVX2) as Q8_0, cached next to the model (`off` loads the file as it is)
     #[arg(long, value_enum, default_value_t = Requantize::Auto)]
     pub requantize: Requantize,
     /// Make mistral.rs's engine thread worker 0 of the kernels' rayon pool, so candle's

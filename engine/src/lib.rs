@@ -15,7 +15,8 @@
 //! - [`sampling`]: sampling parameters, including reproducible per-request `seed`s.
 //! - [`pin`] and [`warmup`]: the engine thread made a rayon worker, by a one-token request at
 //!   load.
-//! - [`transcode`]: re-encoding weights without fast CPU kernels (Q4_1, Q5) as Q8_0.
+//! - [`transcode`]: re-encoding weights without fast CPU kernels (Q5; Q4_1 without AVX2) as
+//!   Q8_0.
 //!
 //! ```text
 //! sagellm-engine --model models/SmolLM2-135M-Instruct.Q4_1.gguf --port 8001

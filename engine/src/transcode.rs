@@ -1,13 +1,16 @@
 //! Re-encoding GGUF weights into a quantization type with fast CPU kernels, once, cached.
 //!
 //! candle (mistral.rs's tensor library) has AVX2/NEON kernels for Q4_0, Q8_0 and the K-quants,
-//! but only scalar code for Q4_1, Q5_0 and Q5_1: a profile of the default model (Q4_1) spent
+//! but only scalar code for Q5_0 and Q5_1, and for Q4_1 on CPUs other than x86 with AVX2: our
+//! patched candle-core (third_party/candle-core/PATCHES.md) adds an AVX2 Q4_1 kernel, so on
+//! x86-64 builds with AVX2 (`-C target-cpu=x86-64-v3`, as scripts/common.sh sets) the default
+//! model's Q4_1 layers load as they are. Without a kernel, a profile of the default model spent
 //! 61 % of decode time in `BlockQ4_1::vec_dot_unopt`. With `--requantize auto` (the default)
 //! the engine re-encodes such tensors as Q8_0 into a sibling file
 //! (`<model>.sagellm-q8_0.gguf`, or `~/.cache/sagellm/` when the model's folder is read-only)
-//! and loads that. Q8_0 stores each block of 32 weights with 8-bit codes, so the decoded Q4_1
+//! and loads that. Q8_0 stores each block of 32 weights with 8-bit codes, so the decoded Q4_1/Q5
 //! values are reproduced to within 1/254 of the block's largest magnitude, far finer than
-//! Q4_1's own step; greedy outputs can still differ in rare near-ties. The cache is reused
+//! their own step; greedy outputs can still differ in rare near-ties. The cache is reused
 //! while the source file's size and modification time are unchanged.
 
 use std::fs::File;
@@ -22,9 +25,14 @@ use candle_core::Device;
 /// Bumped when the output format changes (invalidates caches).
 const VERSION: u32 = 1;
 
-/// Quantization types candle runs without SIMD kernels.
+/// Quantization types candle runs without SIMD kernels in this build (Q4_1 has one where AVX2
+/// is compiled in).
 pub fn is_slow(t: GgmlDType) -> bool {
-    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+    match t {
+        GgmlDType::Q4_1 => !cfg!(target_feature = "avx2"),
+        GgmlDType::Q5_0 | GgmlDType::Q5_1 => true,
+        _ => false,
+    }
 }
 
 fn stamp(path: &Path) -> anyhow::Result<(u64, u64)> {
@@ -148,7 +156,7 @@ pub fn prepare(model: &Path) -> anyhow::Result<PathBuf> {
         tensors = converted,
         file = %out.display(),
         seconds = started.elapsed().as_secs_f64(),
-        "re-encoded Q4_1/Q5 tensors as Q8_0 for the fast CPU kernels"
+        "re-encoded Q4_1/Q5 tensors without a fast CPU kernel as Q8_0"
     );
     Ok(out)
 }
@@ -167,14 +175,14 @@ mod tests {
             .map(|i| ((i % 97) as f32 - 48.0) / 13.0)
             .collect();
         let t = Tensor::from_vec(data.clone(), (64, 32), &Device::Cpu).unwrap();
-        let q41 = QTensor::quantize(&t, GgmlDType::Q4_1).unwrap();
+        let q50 = QTensor::quantize(&t, GgmlDType::Q5_0).unwrap();
         let f32t = QTensor::quantize(&t, GgmlDType::F32).unwrap();
         let name = gguf_file::Value::String("tiny".into());
         let mut w = BufWriter::new(File::create(&src).unwrap());
         gguf_file::write(
             &mut w,
             &[("general.name", &name)],
-            &[("a.weight", &q41), ("b.weight", &f32t)],
+            &[("a.weight", &q50), ("b.weight", &f32t)],
         )
         .unwrap();
         drop(w);
@@ -186,14 +194,14 @@ mod tests {
         assert_eq!(content.tensor_infos["a.weight"].ggml_dtype, GgmlDType::Q8_0);
         assert_eq!(content.tensor_infos["b.weight"].ggml_dtype, GgmlDType::F32);
         assert!(content.metadata.contains_key("general.name"));
-        // The re-encoded values match the Q4_1 values closely.
+        // The re-encoded values match the Q5_0 values closely.
         let mut r = BufReader::new(File::open(&out).unwrap());
         let a = content
             .tensor(&mut r, "a.weight", &Device::Cpu)
             .unwrap()
             .dequantize(&Device::Cpu)
             .unwrap();
-        let b = q41.dequantize(&Device::Cpu).unwrap();
+        let b = q50.dequantize(&Device::Cpu).unwrap();
         let diff = (a - b)
             .unwrap()
             .abs()

@@ -1,5 +1,6 @@
 use super::k_quants::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K,
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0,
+    BlockQ8_1, QK8_0, QK8_1, QK_K,
 };
 use byteorder::{ByteOrder, LittleEndian};
 use half::f16;
@@ -112,6 +113,93 @@ pub(crate) fn vec_dot_q8_0_q8_0(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0]) ->
             acc = _mm256_fmadd_ps(d, q, acc);
         }
         hsum_float_8(acc)
+    }
+}
+
+/// The exact integer dot product of one Q4_1 block's 32 nibbles (0..=15) with a Q8_1 block's
+/// 32 bytes `by`, as eight i32 partial sums. `maddubs` cannot saturate here: a pair is at most
+/// 2 · 15 · 128 = 3,840.
+#[inline(always)]
+unsafe fn q4_1_q8_1_partial_sums(x: &BlockQ4_1, by: __m256i) -> __m256i {
+    let bx = bytes_from_nibbles_32(x.qs.as_ptr());
+    _mm256_madd_epi16(_mm256_maddubs_epi16(bx, by), _mm256_set1_epi16(1))
+}
+
+#[inline(always)]
+unsafe fn hsum_i32_8(x: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Q4_1 · Q8_1 (`ggml_vec_dot_q4_1_q8_1`). Each block's integer sum is computed exactly with
+/// AVX2 and then scaled with the very float operations, in the same order, of upstream's
+/// scalar `BlockQ4_1::vec_dot_unopt`, so the result is bit-identical to it.
+#[inline(always)]
+pub(crate) fn vec_dot_q4_1_q8_1(n: usize, xs: &[BlockQ4_1], ys: &[BlockQ8_1]) -> f32 {
+    debug_assert!(
+        n.is_multiple_of(QK8_1),
+        "vec_dot_q4_1_q8_1: {n} is not divisible by {QK8_1}"
+    );
+    unsafe {
+        let mut sumf = 0f32;
+        for (x, y) in xs.iter().zip(ys.iter()) {
+            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let sumi = hsum_i32_8(q4_1_q8_1_partial_sums(x, by));
+            sumf += sumi as f32 * f16::to_f32(x.d) * f16::to_f32(y.d)
+                + f16::to_f32(x.m) * f16::to_f32(y.s);
+        }
+        sumf
+    }
+}
+
+/// The scales `d` and minimums `m` of four Q4_1 blocks, as two vectors of four.
+#[inline(always)]
+unsafe fn q4_1_scales_x4(x: [&BlockQ4_1; 4]) -> (__m128, __m128) {
+    let f = |b: &BlockQ4_1, i: usize| f16::to_f32(if i == 0 { b.d } else { b.m });
+    let lo = _mm_set_ps(f(x[1], 1), f(x[1], 0), f(x[0], 1), f(x[0], 0));
+    let hi = _mm_set_ps(f(x[3], 1), f(x[3], 0), f(x[2], 1), f(x[2], 0));
+    (
+        _mm_shuffle_ps::<0b10_00_10_00>(lo, hi),
+        _mm_shuffle_ps::<0b11_01_11_01>(lo, hi),
+    )
+}
+
+/// [`vec_dot_q4_1_q8_1`] of one activation row `ys` against four weight rows at once: per
+/// block, the four exact integer sums are reduced together and the four rows are scaled and
+/// accumulated as one vector, lane by lane the same float operations in the same order as
+/// upstream's scalar kernel, so each result is bit-identical to it.
+#[inline(always)]
+pub(crate) fn vec_dot_q4_1_q8_1_x4(n: usize, xs: [&[BlockQ4_1]; 4], ys: &[BlockQ8_1]) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK8_1),
+        "vec_dot_q4_1_q8_1_x4: {n} is not divisible by {QK8_1}"
+    );
+    // As `zip` in the scalar kernel: the shortest of the five rows bounds the blocks.
+    let blocks = xs.iter().fold(ys.len(), |b, x| b.min(x.len()));
+    unsafe {
+        let mut sumf = _mm_setzero_ps();
+        for (i, y) in ys[..blocks].iter().enumerate() {
+            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            // SAFETY: i < blocks <= xs[j].len() for every j (computed above).
+            let x = xs.map(|row| row.get_unchecked(i));
+            let p0 = q4_1_q8_1_partial_sums(x[0], by);
+            let p1 = q4_1_q8_1_partial_sums(x[1], by);
+            let p2 = q4_1_q8_1_partial_sums(x[2], by);
+            let p3 = q4_1_q8_1_partial_sums(x[3], by);
+            // Lane j of the low half holds row j's sum of elements 0..3 of each 128-bit half.
+            let s = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+            let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            let (d, m) = q4_1_scales_x4(x);
+            let dy = _mm_set1_ps(f16::to_f32(y.d));
+            let sy = _mm_set1_ps(f16::to_f32(y.s));
+            let t = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(s), d), dy);
+            sumf = _mm_add_ps(sumf, _mm_add_ps(t, _mm_mul_ps(m, sy)));
+        }
+        let mut out = [0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), sumf);
+        out
     }
 }
 
